@@ -1,0 +1,238 @@
+"""Accounts endpoints. Views stay thin: every change is a call into accounts.services."""
+
+from __future__ import annotations
+
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, mixins, status, viewsets
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services
+from accounts.api import serializers as s
+from accounts.api.filters import (
+    ApiTokenFilterSet,
+    InvitationFilterSet,
+    MembershipFilterSet,
+    OrganizationFilterSet,
+)
+from accounts.models import ApiToken, Invitation, Membership, Organization, RegistrationCode, Role
+from hostpanel.api.permissions import IsStaff, request_token
+from hostpanel.api.throttling import RegisterThrottle
+from hostpanel.api.viewsets import OrganizationScopedViewSet
+
+
+class MeView(generics.RetrieveUpdateAPIView):
+    """The signed-in user and their organizations."""
+
+    serializer_class = s.MeSerializer
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def get_object(self):
+        return self.request.user
+
+    def perform_update(self, serializer):
+        services.update_user(
+            self.request.user, actor=self.request.user, **serializer.validated_data
+        )
+
+
+class ApiTokenViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Your API tokens. The full value is returned once, by create; DELETE revokes."""
+
+    queryset = ApiToken.objects.all()
+    serializer_class = s.ApiTokenSerializer
+    filterset_class = ApiTokenFilterSet
+    ordering_fields = ["created_at", "name", "last_used_at", "expires_at"]
+    # A leaked token must not be able to mint more tokens.
+    session_only_actions = ("create",)
+
+    def get_queryset(self):
+        qs = self.queryset.for_user(self.request.user).select_related("organization")
+        token = request_token(self.request)
+        return qs.filter(pk=token.pk) if token is not None else qs
+
+    def get_serializer_class(self):
+        return (
+            s.ApiTokenCreatedSerializer
+            if self.action == "create"
+            else super().get_serializer_class()
+        )
+
+    @extend_schema(responses={201: s.ApiTokenCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, raw = services.create_api_token(actor=request.user, **serializer.validated_data)
+        data = s.ApiTokenCreatedSerializer(token, context=self.get_serializer_context()).data
+        data["token"] = raw
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.revoke_api_token(instance, actor=self.request.user)
+
+
+class OrganizationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Organizations you belong to. DELETE deactivates (owners only); rows are kept."""
+
+    queryset = Organization.objects.all()
+    serializer_class = s.OrganizationSerializer
+    filterset_class = OrganizationFilterSet
+    lookup_field = "slug"
+    lookup_url_kwarg = "org_slug"
+    ordering_fields = ["name", "slug", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def get_queryset(self):
+        role = Membership.objects.filter(
+            organization=OuterRef("pk"), user=self.request.user.pk
+        ).values("role")[:1]
+        return self.queryset.for_user(self.request.user, request_token(self.request)).annotate(
+            caller_role=Subquery(role)
+        )
+
+    def create(self, request, *args, **kwargs):
+        token = request_token(request)
+        if token is not None and token.organization_id is not None:
+            self.permission_denied(
+                request, message="A token restricted to one organization cannot create another."
+            )
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        org = services.create_organization(actor=request.user, **serializer.validated_data)
+        org.caller_role = Role.OWNER
+        return Response(self.get_serializer(org).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        services.update_organization(
+            serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.set_organization_active(instance, active=False, actor=self.request.user)
+
+
+class MemberViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    OrganizationScopedViewSet,
+):
+    """Members and roles. New members join through invitations. Anyone may leave."""
+
+    queryset = Membership.objects.select_related("user", "organization")
+    serializer_class = s.MemberSerializer
+    filterset_class = MembershipFilterSet
+    ordering_fields = ["created_at", "role", "user__email"]
+    http_method_names = ["get", "patch", "delete", "head", "options"]
+    # Finer rules (admins up to their own rank, self-removal) live in the service.
+    minimum_roles = {"partial_update": Role.ADMIN, "destroy": Role.VIEWER}
+
+    def perform_update(self, serializer):
+        services.change_role(
+            serializer.instance, serializer.validated_data["role"], actor=self.request.user
+        )
+
+    def perform_destroy(self, instance):
+        services.remove_member(instance, actor=self.request.user)
+
+
+class InvitationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    OrganizationScopedViewSet,
+):
+    """Invitations to this organization (admins). The code is returned once; DELETE revokes."""
+
+    queryset = Invitation.objects.select_related("invited_by")
+    serializer_class = s.InvitationSerializer
+    filterset_class = InvitationFilterSet
+    ordering_fields = ["created_at", "expires_at", "email"]
+    minimum_roles = {
+        "list": Role.ADMIN,
+        "retrieve": Role.ADMIN,
+        "create": Role.ADMIN,
+        "destroy": Role.ADMIN,
+    }
+
+    @extend_schema(responses={201: s.InvitationCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        invitation, code = services.invite(
+            self.organization, actor=request.user, **serializer.validated_data
+        )
+        data = s.InvitationCreatedSerializer(invitation).data
+        data["code"] = code
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.revoke_invitation(instance, actor=self.request.user)
+
+
+class AcceptInvitationView(APIView):
+    """Accept an invitation as the invited email; you join with its role."""
+
+    serializer_class = s.AcceptedInvitationSerializer
+
+    @extend_schema(request=None, responses={201: s.AcceptedInvitationSerializer})
+    def post(self, request, code: str):
+        membership = services.accept_invitation(code, user=request.user)
+        membership.organization.caller_role = membership.role
+        return Response(
+            s.AcceptedInvitationSerializer(membership).data, status=status.HTTP_201_CREATED
+        )
+
+
+class RegistrationCodeView(APIView):
+    """Staff: your live registration code (GET) or a new one replacing it (POST)."""
+
+    permission_classes = [IsStaff]
+    serializer_class = s.RegistrationCodeSerializer
+
+    @extend_schema(responses={200: s.RegistrationCodeSerializer})
+    def get(self, request):
+        services.purge_expired_codes()
+        code = get_object_or_404(RegistrationCode, created_by=request.user)
+        return Response(s.RegistrationCodeSerializer(code).data)
+
+    @extend_schema(request=None, responses={201: s.RegistrationCodeCreatedSerializer})
+    def post(self, request):
+        code, raw = services.create_registration_code(actor=request.user)
+        data = s.RegistrationCodeCreatedSerializer(code).data
+        data["code"] = raw
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class RegisterView(APIView):
+    """Create an account with a registration code from a staff member."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [RegisterThrottle]
+    serializer_class = s.RegisterSerializer
+
+    @extend_schema(request=s.RegisterSerializer, responses={201: s.MeSerializer})
+    def post(self, request):
+        serializer = s.RegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.register_with_code(**serializer.validated_data)
+        return Response(s.MeSerializer(user).data, status=status.HTTP_201_CREATED)

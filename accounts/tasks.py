@@ -1,0 +1,9 @@
+from celery import shared_task
+
+from accounts import services
+
+
+@shared_task(ignore_result=True)
+def purge_expired_codes() -> int:
+    """Idempotent cleanup (a DELETE of expired rows): safe to run twice or concurrently."""
+    return services.purge_expired_codes()

@@ -1,0 +1,45 @@
+"""The registry of audit action names. Every `audit.record` call names one of these."""
+
+from __future__ import annotations
+
+_REGISTRY: dict[str, str] = {}
+
+
+class DuplicateActionError(ValueError):
+    pass
+
+
+def register(name: str, description: str) -> str:
+    """Register an action name once; a second registration of the same name is a bug."""
+    if name in _REGISTRY:
+        raise DuplicateActionError(f"audit action {name!r} is already registered")
+    _REGISTRY[name] = description
+    return name
+
+
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY
+
+
+def choices() -> list[tuple[str, str]]:
+    return sorted(_REGISTRY.items())
+
+
+USER_LOGIN = register("user.login", "Signed in")
+USER_LOGIN_FAILED = register("user.login_failed", "Failed sign-in")
+USER_LOGOUT = register("user.logout", "Signed out")
+USER_CREATE = register("user.create", "User created")
+USER_REGISTER = register("user.register", "Registered with a code")
+USER_UPDATE = register("user.update", "User updated")
+ORGANIZATION_CREATE = register("organization.create", "Organization created")
+ORGANIZATION_UPDATE = register("organization.update", "Organization updated")
+ORGANIZATION_DELETE = register("organization.delete", "Organization deactivated")
+MEMBER_ADD = register("member.add", "Member added")
+MEMBER_UPDATE = register("member.update", "Member role changed")
+MEMBER_REMOVE = register("member.remove", "Member removed")
+MEMBER_INVITE = register("member.invite", "Invitation sent")
+INVITATION_REVOKE = register("invitation.revoke", "Invitation revoked")
+INVITATION_ACCEPT = register("invitation.accept", "Invitation accepted")
+TOKEN_CREATE = register("token.create", "API token created")
+TOKEN_REVOKE = register("token.revoke", "API token revoked")
+REGISTRATION_CODE_CREATE = register("registration_code.create", "Registration code generated")

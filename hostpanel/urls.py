@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from accounts import views as pages
+
+handler404 = "hostpanel.api.exceptions.json_not_found"
+handler500 = "hostpanel.api.exceptions.json_server_error"
+
+urlpatterns = [
+    path("", pages.home, name="home"),
+    path("login/", pages.ThrottledLoginView.as_view(), name="login"),
+    path("logout/", pages.LogoutView.as_view(), name="logout"),
+    path("register/", pages.register, name="register"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(("hostpanel.api.urls", "api"), namespace="api")),
+]
