@@ -1,0 +1,357 @@
+"""Docker hosts, sites and what hangs off a site: limits, domains, env vars, containers."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+
+from accounts.models import Organization, OrganizationScopedQuerySet, TimeStampedModel
+
+
+class HostStatus(models.TextChoices):
+    ONLINE = "online", "Online"
+    OFFLINE = "offline", "Offline"
+    MAINTENANCE = "maintenance", "Maintenance"
+
+
+class DockerHost(TimeStampedModel):
+    """A Docker engine sites run on. Managed by staff; tenants never see endpoints."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.SlugField(max_length=50, unique=True)
+    endpoint = models.CharField(
+        max_length=255,
+        validators=[
+            RegexValidator(
+                r"^(unix:///\S+|tcp://\S+|ssh://\S+)$",
+                "Use unix:///path, tcp://host:port or ssh://user@host.",
+            )
+        ],
+    )
+    tls_ca_cert = models.CharField(max_length=255, blank=True, help_text="Path to the CA file.")
+    tls_client_cert = models.CharField(max_length=255, blank=True)
+    tls_client_key = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=12, choices=HostStatus.choices, default=HostStatus.ONLINE)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    engine_version = models.CharField(max_length=50, blank=True)
+    cpus = models.PositiveIntegerField(default=0)
+    memory_bytes = models.PositiveBigIntegerField(default=0)
+    storage_driver = models.CharField(max_length=50, blank=True)
+    supports_disk_quota = models.BooleanField(
+        default=False, help_text="The storage driver can cap a container's writable layer."
+    )
+    labels = models.JSONField(default=dict, blank=True)
+    network_mode = models.CharField(
+        max_length=64,
+        default="none",
+        help_text="Network mode of site containers: none, host, bridge or a network name.",
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SiteType(models.TextChoices):
+    STATIC = "static", "Static files"
+    DYNAMIC = "dynamic", "Dynamic (build and start commands)"
+    DOCKER = "docker", "Docker image"
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
+class ObservedState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    CREATED = "created", "Created"
+    RUNNING = "running", "Running"
+    RESTARTING = "restarting", "Restarting"
+    PAUSED = "paused", "Paused"
+    EXITED = "exited", "Exited"
+    DEAD = "dead", "Dead"
+    MISSING = "missing", "Missing"
+    REMOVED = "removed", "Removed"
+
+
+class SiteQuerySet(OrganizationScopedQuerySet):
+    def alive(self) -> SiteQuerySet:
+        return self.filter(deleted_at__isnull=True)
+
+
+class Site(TimeStampedModel):
+    """A tenant's site, run as one container on one Docker host. Soft-deleted (seed 001)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="sites")
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=40)
+    site_type = models.CharField(max_length=10, choices=SiteType.choices, default=SiteType.DOCKER)
+    image = models.CharField(max_length=255, blank=True)
+    repository_url = models.CharField(max_length=500, blank=True)
+    branch = models.CharField(max_length=100, default="main")
+    build_command = models.CharField(max_length=500, blank=True)
+    start_command = models.CharField(max_length=500, blank=True)
+    internal_port = models.PositiveIntegerField(
+        default=8080, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    health_check_path = models.CharField(max_length=200, default="/")
+    host = models.ForeignKey(
+        DockerHost, on_delete=models.PROTECT, null=True, blank=True, related_name="sites"
+    )
+    template = models.ForeignKey(
+        "SiteTemplate", on_delete=models.SET_NULL, null=True, blank=True, related_name="sites"
+    )
+    desired_state = models.CharField(
+        max_length=10, choices=DesiredState.choices, default=DesiredState.RUNNING
+    )
+    observed_state = models.CharField(
+        max_length=12, choices=ObservedState.choices, default=ObservedState.UNKNOWN
+    )
+    needs_restart = models.BooleanField(
+        default=False, help_text="Configuration changed since the container was created."
+    )
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    objects = SiteQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["organization__slug", "slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "slug"],
+                condition=Q(deleted_at__isnull=True),
+                name="hosting_site_unique_slug_per_org",
+                violation_error_message="A site with this slug exists in the organization.",
+            )
+        ]
+        indexes = [models.Index(fields=["host", "deleted_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.organization.slug}/{self.slug}"
+
+    @property
+    def subdomain(self) -> str:
+        return f"{self.slug}-{self.organization.slug}.{settings.HOSTPANEL_BASE_DOMAIN}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+class SiteTemplate(TimeStampedModel):
+    """A staff-defined blueprint (seed 004's machine templates) a tenant creates sites from."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=50, unique=True)
+    description = models.TextField(blank=True)
+    site_type = models.CharField(max_length=10, choices=SiteType.choices, default=SiteType.DOCKER)
+    image = models.CharField(max_length=255, blank=True)
+    build_command = models.CharField(max_length=500, blank=True)
+    start_command = models.CharField(max_length=500, blank=True)
+    internal_port = models.PositiveIntegerField(
+        default=8080, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    health_check_path = models.CharField(max_length=200, default="/")
+    default_limits = models.JSONField(
+        default=dict, blank=True, help_text='e.g. {"memory_mb": 256, "cpu_percent": 25}'
+    )
+    env_keys = models.JSONField(
+        default=list, blank=True, help_text="Variable names the site is expected to set."
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ResourceLimit(TimeStampedModel):
+    """Per-site limits (seed 002 defaults). Docker enforces memory, CPU and processes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="resource_limits"
+    )
+    site = models.OneToOneField(Site, on_delete=models.CASCADE, related_name="limits")
+    memory_mb = models.PositiveIntegerField(
+        default=512, validators=[MinValueValidator(16), MaxValueValidator(1024 * 1024)]
+    )
+    cpu_percent = models.PositiveIntegerField(
+        default=50,
+        validators=[MinValueValidator(1), MaxValueValidator(6400)],
+        help_text="100 = one full CPU.",
+    )
+    disk_mb = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    bandwidth_mb = models.PositiveIntegerField(
+        default=1024, validators=[MinValueValidator(1)], help_text="Per calendar month."
+    )
+    requests_per_minute = models.PositiveIntegerField(
+        default=1000, validators=[MinValueValidator(1)]
+    )
+    max_processes = models.PositiveIntegerField(
+        default=256, validators=[MinValueValidator(8), MaxValueValidator(100000)]
+    )
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "resource limit"
+
+    def __str__(self) -> str:
+        return f"Limits of {self.site}"
+
+
+class OrganizationQuota(TimeStampedModel):
+    """What one organization may use across all its sites (set by staff)."""
+
+    organization = models.OneToOneField(
+        Organization, on_delete=models.CASCADE, primary_key=True, related_name="quota"
+    )
+    max_sites = models.PositiveIntegerField(default=10)
+    max_memory_mb = models.PositiveIntegerField(default=4096)
+    max_cpu_percent = models.PositiveIntegerField(default=400)
+    over_limit_policy = models.CharField(
+        max_length=10,
+        choices=[("notify", "Notify only"), ("stop", "Stop the site")],
+        default="notify",
+        help_text="What monitoring does when a site passes its bandwidth or disk limit.",
+    )
+
+    def __str__(self) -> str:
+        return f"Quota of {self.organization}"
+
+
+_HOSTNAME_RE = (
+    r"^(?=.{1,253}$)(?!-)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}[a-z0-9]$"
+)
+
+
+class Domain(TimeStampedModel):
+    """A hostname routed to a site; ownership proven by a DNS TXT record."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="domains")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="domains")
+    hostname = models.CharField(
+        max_length=253,
+        validators=[RegexValidator(_HOSTNAME_RE, "Enter a valid lowercase hostname.")],
+    )
+    is_primary = models.BooleanField(default=False)
+    ssl_enabled = models.BooleanField(default=True)
+    is_cloudflare = models.BooleanField(default=False)
+    verification_token = models.CharField(max_length=64, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["hostname"]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("hostname"),
+                name="hosting_domain_hostname_ci_unique",
+                violation_error_message="This hostname is already in use.",
+            ),
+            models.UniqueConstraint(
+                fields=["site"],
+                condition=Q(is_primary=True),
+                name="hosting_domain_one_primary_per_site",
+                violation_error_message="A site has one primary domain.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+    @property
+    def txt_record_name(self) -> str:
+        return f"_hostpanel.{self.hostname}"
+
+
+class EnvironmentVariable(TimeStampedModel):
+    """A site's environment variable. Secret values are stored encrypted (hosting.crypto)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="environment_variables"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="env_vars")
+    key = models.CharField(
+        max_length=128,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z_][A-Za-z0-9_]*$",
+                "Use letters, digits and underscores, not starting with a digit.",
+            )
+        ],
+    )
+    value = models.TextField(blank=True, help_text="Plain text, or a Fernet token when secret.")
+    is_secret = models.BooleanField(default=False)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "key"],
+                name="hosting_envvar_unique_key_per_site",
+                violation_error_message="This variable is already set for the site.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class ContainerQuerySet(models.QuerySet["Container"]):
+    def for_user(self, user, token=None) -> ContainerQuerySet:
+        orgs = Organization.objects.for_user(user, token)
+        return self.filter(site__organization__in=orgs)
+
+
+class Container(models.Model):
+    """What a Docker engine reports. `site` is empty for containers the panel did not create."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="containers")
+    site = models.ForeignKey(
+        Site, on_delete=models.SET_NULL, null=True, blank=True, related_name="containers"
+    )
+    docker_id = models.CharField(max_length=64)
+    name = models.CharField(max_length=255)
+    image = models.CharField(max_length=255)
+    state = models.CharField(max_length=20)
+    status = models.CharField(max_length=255, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+    ports = models.JSONField(default=list, blank=True)
+    created = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+
+    objects = ContainerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host__name", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "docker_id"], name="hosting_container_unique_per_host"
+            )
+        ]
+        indexes = [models.Index(fields=["host", "last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.host}"

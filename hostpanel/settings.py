@@ -238,3 +238,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# --- Hosting --------------------------------------------------------------------------
+# Sites answer at <site>-<org>.<HOSTPANEL_BASE_DOMAIN>.
+HOSTPANEL_BASE_DOMAIN = env.str("HOSTPANEL_BASE_DOMAIN", default="sites.localhost")
+# Fernet keys for secret env values, newest first (comma-separated); rotate by prepending.
+ENV_ENCRYPTION_KEYS = env.list("ENV_ENCRYPTION_KEYS", default=[]) or [_secret("ENV_ENCRYPTION_KEY")]
+DOCKER_TIMEOUT_SECONDS = env.int("DOCKER_TIMEOUT_SECONDS", default=30)
+# Image that serves static sites (runs `httpd -f -p $PORT -h /www`, as busybox does).
+HOSTPANEL_STATIC_IMAGE = env.str("HOSTPANEL_STATIC_IMAGE", default="busybox:stable")
+# Quotas a new organization starts with; staff change them per organization.
+DEFAULT_QUOTA = {
+    "max_sites": env.int("QUOTA_MAX_SITES", default=10),
+    "max_memory_mb": env.int("QUOTA_MAX_MEMORY_MB", default=4096),
+    "max_cpu_percent": env.int("QUOTA_MAX_CPU_PERCENT", default=400),
+}

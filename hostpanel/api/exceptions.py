@@ -25,7 +25,25 @@ def _field_errors(detail) -> dict[str, list[str]]:
     return {"non_field_errors": _as_messages(detail)}
 
 
+class _MappedError(exceptions.APIException):
+    """An application exception that declares its own `api_status` and `api_code`."""
+
+
+def _from_declared(exc) -> exceptions.APIException:
+    error = _MappedError(detail=str(exc), code=exc.api_code)
+    error.status_code = exc.api_status
+    return error
+
+
 def exception_handler(exc, context):
+    if hasattr(exc, "api_status") and not isinstance(exc, exceptions.APIException):
+        host = getattr(exc, "host", None)
+        exc = _from_declared(exc)
+        response = drf_exception_handler(exc, context)
+        response.data = {"detail": str(exc.detail), "code": exc.detail.code}
+        if host is not None:
+            response.data["host"] = host.name
+        return response
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(
             exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}

@@ -6,8 +6,10 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.api import views as accounts
 from audit.api.views import AuditLogViewSet
+from hosting.api import views as hosting
 
 ORG = r"organizations/(?P<org_slug>[-a-zA-Z0-9_]+)"
+SITE = rf"{ORG}/sites/(?P<site_slug>[-a-zA-Z0-9_]+)"
 
 router = SimpleRouter()
 router.register("tokens", accounts.ApiTokenViewSet, basename="token")
@@ -15,6 +17,12 @@ router.register("organizations", accounts.OrganizationViewSet, basename="organiz
 router.register(f"{ORG}/members", accounts.MemberViewSet, basename="member")
 router.register(f"{ORG}/invitations", accounts.InvitationViewSet, basename="invitation")
 router.register(f"{ORG}/audit-logs", AuditLogViewSet, basename="auditlog")
+router.register(f"{ORG}/sites", hosting.SiteViewSet, basename="site")
+router.register(f"{SITE}/domains", hosting.DomainViewSet, basename="domain")
+router.register(f"{SITE}/env", hosting.EnvironmentVariableViewSet, basename="env")
+router.register(f"{SITE}/containers", hosting.ContainerViewSet, basename="container")
+router.register("site-templates", hosting.SiteTemplateViewSet, basename="sitetemplate")
+router.register("hosts", hosting.DockerHostViewSet, basename="host")
 
 urlpatterns = [
     path("me/", accounts.MeView.as_view(), name="me"),
@@ -25,6 +33,16 @@ urlpatterns = [
     ),
     path("registration-code/", accounts.RegistrationCodeView.as_view(), name="registration-code"),
     path("register/", accounts.RegisterView.as_view(), name="register"),
+    path(
+        "organizations/<slug:org_slug>/sites/<slug:site_slug>/limits/",
+        hosting.ResourceLimitViewSet.as_view({"get": "retrieve", "patch": "partial_update"}),
+        name="site-limits",
+    ),
+    path(
+        "organizations/<slug:org_slug>/quota/",
+        hosting.QuotaViewSet.as_view({"get": "retrieve"}),
+        name="organization-quota",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

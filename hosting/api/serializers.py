@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from accounts.models import Scope
+from hosting.models import (
+    Container,
+    DockerHost,
+    Domain,
+    EnvironmentVariable,
+    OrganizationQuota,
+    ResourceLimit,
+    Site,
+    SiteTemplate,
+)
+from hosting.services import LIMIT_FIELDS, reveal_env_value
+from hostpanel.api.permissions import request_token
+
+MASK = "********"
+
+
+class ResourceLimitSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ResourceLimit
+        fields = [*LIMIT_FIELDS, "updated_at"]
+        read_only_fields = ["updated_at"]
+
+
+class SiteSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    template = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=SiteTemplate.objects.filter(is_active=True),
+        required=False,
+        allow_null=True,
+        help_text="Create from this template (write-once).",
+    )
+    slug = serializers.SlugField(max_length=40, required=False)
+    limits = ResourceLimitSerializer(required=False, help_text="Limits to create the site with.")
+    subdomain = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Site
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "site_type",
+            "template",
+            "image",
+            "repository_url",
+            "branch",
+            "build_command",
+            "start_command",
+            "internal_port",
+            "health_check_path",
+            "subdomain",
+            "host",
+            "desired_state",
+            "observed_state",
+            "needs_restart",
+            "limits",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = [
+            "id",
+            "host",
+            "observed_state",
+            "needs_restart",
+            "created_at",
+            "updated_at",
+        ]
+
+    def validate(self, attrs):
+        if self.instance is not None:
+            for name in ("slug", "site_type", "template", "limits", "desired_state"):
+                if name in attrs:
+                    raise serializers.ValidationError(
+                        {name: "Cannot be changed here (use the limits/ or action endpoints)."}
+                    )
+        return attrs
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    txt_record_name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Domain
+        fields = [
+            "id",
+            "hostname",
+            "is_primary",
+            "ssl_enabled",
+            "is_cloudflare",
+            "verification_token",
+            "txt_record_name",
+            "verified_at",
+            "created_at",
+        ]
+        read_only_fields = ["id", "verification_token", "verified_at", "created_at"]
+        extra_kwargs = {"hostname": {"validators": []}}
+
+    def validate(self, attrs):
+        if self.instance is not None and "hostname" in attrs:
+            raise serializers.ValidationError({"hostname": "Remove the domain and add it again."})
+        return attrs
+
+
+class EnvironmentVariableSerializer(serializers.ModelSerializer):
+    value = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=32768)
+
+    class Meta:
+        model = EnvironmentVariable
+        fields = ["id", "key", "value", "is_secret", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"key": {"validators": []}}
+
+    def validate(self, attrs):
+        if self.instance is not None and "key" in attrs and attrs["key"] != self.instance.key:
+            raise serializers.ValidationError({"key": "Delete the variable and set a new one."})
+        return attrs
+
+    def to_representation(self, var):
+        data = super().to_representation(var)
+        if var.is_secret:
+            token = request_token(self.context["request"])
+            can_read = token is not None and token.has_scope(Scope.SECRETS_READ)
+            data["value"] = reveal_env_value(var) if can_read else MASK
+        return data
+
+
+class ContainerSerializer(serializers.ModelSerializer):
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Container
+        fields = [
+            "id",
+            "docker_id",
+            "name",
+            "image",
+            "state",
+            "status",
+            "host",
+            "labels",
+            "ports",
+            "created",
+            "last_seen_at",
+        ]
+        read_only_fields = fields
+
+
+class QuotaSerializer(serializers.ModelSerializer):
+    usage = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OrganizationQuota
+        fields = ["max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy", "usage"]
+        read_only_fields = fields
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "properties": {
+                "sites": {"type": "integer"},
+                "memory_mb": {"type": "integer"},
+                "cpu_percent": {"type": "integer"},
+            },
+        }
+    )
+    def get_usage(self, quota):
+        from hosting.services import usage_of
+
+        return usage_of(quota.organization)
+
+
+class SiteTemplateSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SiteTemplate
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "site_type",
+            "image",
+            "build_command",
+            "start_command",
+            "internal_port",
+            "health_check_path",
+            "default_limits",
+            "env_keys",
+        ]
+        read_only_fields = fields
+
+
+class DockerHostSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DockerHost
+        fields = [
+            "id",
+            "name",
+            "endpoint",
+            "tls_ca_cert",
+            "tls_client_cert",
+            "tls_client_key",
+            "status",
+            "last_seen_at",
+            "last_error",
+            "engine_version",
+            "cpus",
+            "memory_bytes",
+            "storage_driver",
+            "supports_disk_quota",
+            "labels",
+            "network_mode",
+            "created_at",
+        ]
+        read_only_fields = [
+            "id",
+            "last_seen_at",
+            "last_error",
+            "engine_version",
+            "cpus",
+            "memory_bytes",
+            "storage_driver",
+            "supports_disk_quota",
+            "created_at",
+        ]

@@ -1,0 +1,299 @@
+"""Hosting endpoints: sites and what hangs off them, per organization; hosts for staff."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from accounts.models import Role
+from hosting import services
+from hosting.api import serializers as s
+from hosting.api.filters import (
+    ContainerFilterSet,
+    DockerHostFilterSet,
+    DomainFilterSet,
+    EnvironmentVariableFilterSet,
+    SiteFilterSet,
+    SiteTemplateFilterSet,
+)
+from hosting.dns import resolve_txt
+from hosting.models import (
+    Container,
+    DockerHost,
+    Domain,
+    EnvironmentVariable,
+    ResourceLimit,
+    Site,
+    SiteTemplate,
+)
+from hostpanel.api.permissions import IsStaff, request_token
+from hostpanel.api.viewsets import OrganizationScopedMixin, OrganizationScopedViewSet
+
+
+class SiteViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    OrganizationScopedViewSet,
+):
+    """Sites of the organization. DELETE (owners) removes the containers and keeps the row."""
+
+    queryset = Site.objects.alive().select_related("organization", "host", "limits", "template")
+    serializer_class = s.SiteSerializer
+    filterset_class = SiteFilterSet
+    ordering_fields = ["name", "slug", "created_at", "observed_state"]
+    lookup_field = "slug"
+    lookup_url_kwarg = "site_slug"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    minimum_roles = {"destroy": Role.OWNER}
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        site = services.create_site(
+            self.organization, actor=request.user, **serializer.validated_data
+        )
+        return Response(
+            self.get_serializer(self._reload(site)).data, status=status.HTTP_201_CREATED
+        )
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_site(
+            serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_site(instance, actor=self.request.user)
+
+    def _reload(self, site: Site) -> Site:
+        return self.get_queryset().get(pk=site.pk)
+
+    def _act(self, operation) -> Response:
+        site = operation(self.get_object(), actor=self.request.user)
+        return Response(self.get_serializer(self._reload(site)).data)
+
+    @extend_schema(request=None, responses=s.SiteSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, *args, **kwargs):
+        return self._act(services.start_site)
+
+    @extend_schema(request=None, responses=s.SiteSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request, *args, **kwargs):
+        return self._act(services.stop_site)
+
+    @extend_schema(request=None, responses=s.SiteSerializer)
+    @action(detail=True, methods=["post"])
+    def restart(self, request, *args, **kwargs):
+        """Restart; a site whose image, command, port or env changed gets a new container."""
+        return self._act(services.restart_site)
+
+
+class SiteScopedMixin(OrganizationScopedMixin):
+    """Resolves `{site_slug}` inside the organization once; a deleted site is a 404."""
+
+    site: Site
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if getattr(self, "swagger_fake_view", False):
+            return
+        site = (
+            Site.objects.for_user(request.user, request_token(request))
+            .alive()
+            .filter(organization=self.organization, slug=kwargs["site_slug"])
+            .select_related("organization", "host")
+            .first()
+        )
+        if site is None:
+            raise Http404
+        self.site = site
+
+    def get_queryset(self):
+        qs = super().get_queryset()
+        if getattr(self, "swagger_fake_view", False):
+            return qs
+        return qs.filter(site=self.site)
+
+
+class ResourceLimitViewSet(SiteScopedMixin, viewsets.GenericViewSet):
+    """The site's resource limits. Admins change them; a running container gets them live."""
+
+    queryset = ResourceLimit.objects.all()
+    serializer_class = s.ResourceLimitSerializer
+    pagination_class = None
+    filter_backends: list = []
+    minimum_roles = {"partial_update": Role.ADMIN}
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self.get_serializer(self.get_queryset().get()).data)
+
+    def partial_update(self, request, *args, **kwargs):
+        limits = self.get_queryset().get()
+        serializer = self.get_serializer(limits, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        limits = services.update_limits(self.site, actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(limits).data)
+
+
+class DomainViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    SiteScopedMixin,
+    viewsets.GenericViewSet,
+):
+    """Custom domains of a site (admins manage). Verify with a TXT record, then POST verify/."""
+
+    queryset = Domain.objects.all()
+    serializer_class = s.DomainSerializer
+    filterset_class = DomainFilterSet
+    ordering_fields = ["hostname", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    minimum_roles = {
+        "create": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.ADMIN,
+        "verify": Role.ADMIN,
+    }
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        domain = services.add_domain(self.site, actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(domain).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_domain(
+            serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    def perform_destroy(self, instance):
+        services.remove_domain(instance, actor=self.request.user)
+
+    @extend_schema(request=None, responses=s.DomainSerializer)
+    @action(detail=True, methods=["post"])
+    def verify(self, request, *args, **kwargs):
+        domain = services.verify_domain(self.get_object(), actor=request.user, resolver=resolve_txt)
+        return Response(self.get_serializer(domain).data)
+
+
+class EnvironmentVariableViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    SiteScopedMixin,
+    viewsets.GenericViewSet,
+):
+    """Environment variables. Secret values are masked unless the token has `secrets:read`.
+
+    Changes apply at the next restart (the site shows `needs_restart`).
+    """
+
+    queryset = EnvironmentVariable.objects.all()
+    serializer_class = s.EnvironmentVariableSerializer
+    filterset_class = EnvironmentVariableFilterSet
+    ordering_fields = ["key", "created_at"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        var = services.set_env(self.site, actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(var).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        data.pop("key", None)
+        serializer.instance = services.update_env(
+            serializer.instance, actor=self.request.user, **data
+        )
+
+    def perform_destroy(self, instance):
+        services.delete_env(instance, actor=self.request.user)
+
+
+class ContainerViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, SiteScopedMixin, viewsets.GenericViewSet
+):
+    """Containers Docker reports for this site (kept in step by the sync worker)."""
+
+    queryset = Container.objects.select_related("host")
+    serializer_class = s.ContainerSerializer
+    filterset_class = ContainerFilterSet
+    ordering_fields = ["created", "name", "state"]
+
+    def get_queryset(self):
+        # Containers reach their organization through the site, which the mixin fixed.
+        if getattr(self, "swagger_fake_view", False):
+            return Container.objects.none()
+        return self.queryset.for_user(self.request.user, request_token(self.request)).filter(
+            site=self.site
+        )
+
+
+class QuotaViewSet(OrganizationScopedMixin, viewsets.GenericViewSet):
+    """The organization's quota and current use (staff change quotas)."""
+
+    serializer_class = s.QuotaSerializer
+    pagination_class = None
+    filter_backends: list = []
+
+    def get_queryset(self):  # no list: one quota per organization
+        return Site.objects.none()
+
+    def retrieve(self, request, *args, **kwargs):
+        return Response(self.get_serializer(services.quota_for(self.organization)).data)
+
+
+class SiteTemplateViewSet(viewsets.ReadOnlyModelViewSet):
+    """Blueprints staff offer for new sites."""
+
+    queryset = SiteTemplate.objects.filter(is_active=True)
+    serializer_class = s.SiteTemplateSerializer
+    filterset_class = SiteTemplateFilterSet
+    ordering_fields = ["name"]
+    lookup_field = "slug"
+
+
+class DockerHostViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Staff only: the Docker engines sites run on."""
+
+    queryset = DockerHost.objects.all()
+    serializer_class = s.DockerHostSerializer
+    permission_classes = [IsStaff]
+    filterset_class = DockerHostFilterSet
+    ordering_fields = ["name", "status", "last_seen_at"]
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        host = services.create_host(actor=request.user, **serializer.validated_data)
+        return Response(self.get_serializer(host).data, status=status.HTTP_201_CREATED)
+
+    def perform_update(self, serializer):
+        serializer.instance = services.update_host(
+            serializer.instance, actor=self.request.user, **serializer.validated_data
+        )
+
+    @extend_schema(request=None, responses=s.DockerHostSerializer)
+    @action(detail=True, methods=["post"])
+    def ping(self, request, *args, **kwargs):
+        host = services.ping_host(self.get_object(), actor=request.user)
+        return Response(self.get_serializer(host).data)

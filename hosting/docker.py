@@ -1,0 +1,270 @@
+"""Everything that talks to a Docker engine. Services call these; nothing else does.
+
+`container_spec` is the one place a container is described from a site, and it applies the
+security policy every tenant container gets; tenants cannot reach or override it.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import requests
+from django.conf import settings
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+
+from hosting.models import DockerHost, ResourceLimit, Site, SiteType
+
+LABEL_MANAGED = "io.hostpanel.managed"
+LABEL_SITE = "io.hostpanel.site"
+LABEL_ORGANIZATION = "io.hostpanel.organization"
+
+# Capabilities a typical web process needs to drop root after binding its port.
+ALLOWED_CAPABILITIES = ("CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE")
+STATIC_SITE_COMMAND = "httpd -f -p {port} -h /www"
+
+
+class HostUnavailable(Exception):
+    """The engine could not be reached (down, refused, timed out)."""
+
+    api_status = 503
+    api_code = "host_unavailable"
+
+    def __init__(self, host: DockerHost, reason: str):
+        super().__init__(f"Docker host {host.name} is unavailable: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class HostError(Exception):
+    """The engine answered with a server-side error."""
+
+    api_status = 503
+    api_code = "host_error"
+
+    def __init__(self, host: DockerHost, reason: str):
+        super().__init__(f"Docker host {host.name} failed: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class SpecRejected(Exception):
+    """The engine refused what we asked for because of the site's own input (e.g. no image)."""
+
+    api_status = 400
+    api_code = "rejected_by_docker"
+
+    def __init__(self, host: DockerHost, reason: str):
+        super().__init__(reason)
+        self.host = host
+        self.reason = reason
+
+
+_clients: dict[tuple, docker.DockerClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client(host: DockerHost) -> docker.DockerClient:
+    key = (host.endpoint, host.tls_ca_cert, host.tls_client_cert, host.tls_client_key)
+    with _clients_lock:
+        if key not in _clients:
+            tls: Any = False
+            if host.endpoint.startswith("tcp://") and host.tls_client_cert:
+                tls = docker.tls.TLSConfig(
+                    client_cert=(host.tls_client_cert, host.tls_client_key),
+                    ca_cert=host.tls_ca_cert or None,
+                    verify=bool(host.tls_ca_cert),
+                )
+            _clients[key] = docker.DockerClient(
+                base_url=host.endpoint,
+                tls=tls,
+                timeout=settings.DOCKER_TIMEOUT_SECONDS,
+                use_ssh_client=host.endpoint.startswith("ssh://"),
+            )
+        return _clients[key]
+
+
+def forget_client(host: DockerHost) -> None:
+    with _clients_lock:
+        for key in [k for k in _clients if k[0] == host.endpoint]:
+            _clients.pop(key).close()
+
+
+class engine_call:
+    """Context manager turning docker-py errors into our three kinds, naming the host."""
+
+    def __init__(self, host: DockerHost):
+        self.host = host
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not isinstance(exc, DockerException | requests.RequestException):
+            return False
+        if isinstance(exc, ImageNotFound | NotFound):
+            raise SpecRejected(self.host, _explain(exc)) from exc
+        if isinstance(exc, APIError):
+            if exc.is_client_error():
+                raise SpecRejected(self.host, _explain(exc)) from exc
+            raise HostError(self.host, _explain(exc)) from exc
+        raise HostUnavailable(self.host, _explain(exc)) from exc
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, APIError) and exc.explanation:
+        return str(exc.explanation)
+    return str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    version: str
+    cpus: int
+    memory_bytes: int
+    storage_driver: str
+    supports_disk_quota: bool
+
+
+def ping(host: DockerHost) -> EngineInfo:
+    with engine_call(host):
+        info = client(host).info()
+        version = client(host).version().get("Version", "")
+    driver = info.get("Driver", "")
+    backing = dict(info.get("DriverStatus") or []).get("Backing Filesystem", "")
+    return EngineInfo(
+        version=version,
+        cpus=int(info.get("NCPU") or 0),
+        memory_bytes=int(info.get("MemTotal") or 0),
+        storage_driver=driver,
+        # overlay2 caps a container's size only on xfs mounted with pquota.
+        supports_disk_quota=driver in ("btrfs", "zfs", "devicemapper")
+        or (driver == "overlay2" and backing == "xfs"),
+    )
+
+
+def site_labels(site: Site) -> dict[str, str]:
+    return {
+        LABEL_MANAGED: "true",
+        LABEL_SITE: str(site.pk),
+        LABEL_ORGANIZATION: str(site.organization_id),
+    }
+
+
+def limit_kwargs(limits: ResourceLimit) -> dict[str, Any]:
+    memory = limits.memory_mb * 1024 * 1024
+    return {
+        "mem_limit": memory,
+        "memswap_limit": memory,  # no swap on top of the memory limit
+        "nano_cpus": limits.cpu_percent * 10_000_000,
+        "pids_limit": limits.max_processes,
+    }
+
+
+def container_spec(
+    site: Site, limits: ResourceLimit, env: dict[str, str], host: DockerHost
+) -> dict[str, Any]:
+    """The keyword arguments for `containers.create` of this site on this host."""
+    if site.site_type == SiteType.STATIC:
+        image = site.image or settings.HOSTPANEL_STATIC_IMAGE
+        command = site.start_command or STATIC_SITE_COMMAND.format(port=site.internal_port)
+    else:
+        image = site.image
+        command = site.start_command or None
+    environment = {"PORT": str(site.internal_port), "HOSTPANEL_SITE": site.slug, **env}
+    spec: dict[str, Any] = {
+        "image": image,
+        "command": shlex.split(command) if command else None,
+        "name": f"hp-{site.organization.slug}-{site.slug}-{uuid.uuid4().hex[:8]}",
+        "hostname": site.slug,
+        "environment": environment,
+        "labels": site_labels(site),
+        "network_mode": host.network_mode,
+        "restart_policy": {"Name": "unless-stopped"},
+        "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        # Security policy, the same for every tenant container:
+        "privileged": False,
+        "cap_drop": ["ALL"],
+        "cap_add": list(ALLOWED_CAPABILITIES),
+        "security_opt": ["no-new-privileges:true"],
+        "ipc_mode": "private",
+        "read_only": site.site_type == SiteType.STATIC,
+        "tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108
+        "volumes": {},
+        "devices": [],
+        **limit_kwargs(limits),
+    }
+    if host.supports_disk_quota:
+        spec["storage_opt"] = {"size": f"{limits.disk_mb}M"}
+    return spec
+
+
+def create_and_start(host: DockerHost, spec: dict[str, Any]) -> str:
+    """Create and start a container; remove it again if starting fails. Returns its id."""
+    with engine_call(host):
+        container = client(host).containers.create(**spec)
+        try:
+            container.start()
+        except DockerException:
+            remove(host, container.id)
+            raise
+        return container.id
+
+
+def inspect(host: DockerHost, container_id: str) -> dict[str, Any]:
+    with engine_call(host):
+        return client(host).api.inspect_container(container_id)
+
+
+def start(host: DockerHost, container_id: str) -> None:
+    with engine_call(host):
+        client(host).api.start(container_id)
+
+
+def stop(host: DockerHost, container_id: str, timeout: int = 10) -> None:
+    with engine_call(host):
+        client(host).api.stop(container_id, timeout=timeout)
+
+
+def restart(host: DockerHost, container_id: str, timeout: int = 10) -> None:
+    with engine_call(host):
+        client(host).api.restart(container_id, timeout=timeout)
+
+
+def remove(host: DockerHost, container_id: str) -> None:
+    """Remove a container; one that is already gone counts as removed."""
+    try:
+        with engine_call(host):
+            client(host).api.remove_container(container_id, force=True)
+    except SpecRejected:
+        pass
+
+
+def update_limits(host: DockerHost, container_id: str, limits: ResourceLimit) -> None:
+    """Apply new limits to a running container in place (no restart).
+
+    docker-py's update_container lacks NanoCpus and PidsLimit, which the engine's update
+    endpoint accepts, so the body is posted directly.
+    """
+    kw = limit_kwargs(limits)
+    body = {
+        "Memory": kw["mem_limit"],
+        "MemorySwap": kw["memswap_limit"],
+        "NanoCpus": kw["nano_cpus"],
+        "PidsLimit": kw["pids_limit"],
+    }
+    with engine_call(host):
+        api = client(host).api
+        api._result(api._post_json(api._url("/containers/{0}/update", container_id), data=body))
+
+
+def state_of(host: DockerHost, container_id: str) -> str:
+    """The engine's state word for a container, or 'missing'."""
+    try:
+        return inspect(host, container_id)["State"]["Status"]
+    except SpecRejected:
+        return "missing"

@@ -1,0 +1,815 @@
+"""Every state change of hosting: validates, writes in one transaction, records the audit entry.
+
+Docker work happens inside the transaction that records it, so a failed engine call rolls the
+database back; a container created before a later failure is removed again. When an engine
+cannot be reached, the host is marked offline in a transaction of its own (`docker_guarded`).
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.text import slugify
+
+from accounts.models import Organization, User
+from audit import actions
+from audit.services import diff, record, snapshot
+from hosting import crypto
+from hosting import docker as engine
+from hosting.models import (
+    Container,
+    DesiredState,
+    DockerHost,
+    Domain,
+    EnvironmentVariable,
+    HostStatus,
+    ObservedState,
+    OrganizationQuota,
+    ResourceLimit,
+    Site,
+    SiteTemplate,
+    SiteType,
+)
+
+SITE_FIELDS = (
+    "name",
+    "slug",
+    "site_type",
+    "image",
+    "repository_url",
+    "branch",
+    "build_command",
+    "start_command",
+    "internal_port",
+    "health_check_path",
+    "host",
+    "desired_state",
+    "deleted_at",
+)
+EDITABLE_SITE_FIELDS = {
+    "name",
+    "image",
+    "repository_url",
+    "branch",
+    "build_command",
+    "start_command",
+    "internal_port",
+    "health_check_path",
+}
+# Fields baked into the container: changing them takes a restart (a new container).
+CONTAINER_FIELDS = {"image", "start_command", "internal_port"}
+LIMIT_FIELDS = (
+    "memory_mb",
+    "cpu_percent",
+    "disk_mb",
+    "bandwidth_mb",
+    "requests_per_minute",
+    "max_processes",
+)
+HOST_FIELDS = (
+    "name",
+    "endpoint",
+    "status",
+    "network_mode",
+    "labels",
+    "tls_ca_cert",
+    "tls_client_cert",
+    "tls_client_key",
+)
+
+
+class NoHostAvailable(Exception):
+    api_status = 503
+    api_code = "no_host_available"
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def docker_guarded(func: F) -> F:
+    """Mark a host offline when its engine cannot be reached, after the change rolled back."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except engine.HostUnavailable as exc:
+            mark_host_offline(exc.host, exc.reason)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
+    instance.full_clean(exclude=list(exclude), validate_constraints=True)
+
+
+# --- hosts (staff) ------------------------------------------------------------------------
+
+
+def create_host(*, actor: User | None, **fields) -> DockerHost:
+    host = DockerHost(**fields)
+    _full_clean(host)
+    with transaction.atomic():
+        host.save()
+        record(
+            actions.HOST_CREATE,
+            actor=actor,
+            target=host,
+            changes={"after": snapshot(host, HOST_FIELDS)},
+        )
+    return host
+
+
+def update_host(host: DockerHost, *, actor: User | None, **fields) -> DockerHost:
+    unknown = set(fields) - set(HOST_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    with transaction.atomic():
+        host = DockerHost.objects.select_for_update().get(pk=host.pk)
+        before = snapshot(host, HOST_FIELDS)
+        for name, value in fields.items():
+            setattr(host, name, value)
+        _full_clean(host)
+        host.save()
+        changes = diff(before, snapshot(host, HOST_FIELDS))
+        if changes["after"]:
+            record(actions.HOST_UPDATE, actor=actor, target=host, changes=changes)
+    if {"endpoint", "tls_ca_cert", "tls_client_cert", "tls_client_key"} & set(fields):
+        engine.forget_client(host)
+    return host
+
+
+def ping_host(host: DockerHost, *, actor: User | None) -> DockerHost:
+    """Ask the engine for its facts; an unreachable engine marks the host offline."""
+    try:
+        info = engine.ping(host)
+    except (engine.HostUnavailable, engine.HostError) as exc:
+        mark_host_offline(host, exc.reason, actor=actor)
+        host.refresh_from_db()
+        return host
+    with transaction.atomic():
+        host = DockerHost.objects.select_for_update().get(pk=host.pk)
+        was = host.status
+        host.engine_version = info.version
+        host.cpus = info.cpus
+        host.memory_bytes = info.memory_bytes
+        host.storage_driver = info.storage_driver
+        host.supports_disk_quota = info.supports_disk_quota
+        host.last_seen_at = timezone.now()
+        host.last_error = ""
+        if host.status == HostStatus.OFFLINE:
+            host.status = HostStatus.ONLINE
+        host.save()
+        record(
+            actions.HOST_PING,
+            actor=actor,
+            target=host,
+            changes={
+                "status": {"before": was, "after": host.status},
+                "engine_version": info.version,
+            },
+        )
+    return host
+
+
+def mark_host_offline(host: DockerHost, reason: str, *, actor: User | None = None) -> None:
+    with transaction.atomic():
+        updated = (
+            DockerHost.objects.filter(pk=host.pk)
+            .exclude(status=HostStatus.MAINTENANCE)
+            .update(status=HostStatus.OFFLINE, last_error=reason[:2000])
+        )
+        if updated:
+            record(
+                actions.HOST_OFFLINE,
+                actor=actor,
+                target=host,
+                changes={"reason": reason[:500]},
+            )
+
+
+# --- quotas and placement ----------------------------------------------------------------
+
+
+def quota_for(org: Organization, *, lock: bool = False) -> OrganizationQuota:
+    quota, _ = OrganizationQuota.objects.get_or_create(
+        organization=org, defaults=settings.DEFAULT_QUOTA
+    )
+    if lock:
+        quota = OrganizationQuota.objects.select_for_update().get(pk=quota.pk)
+    return quota
+
+
+def usage_of(org: Organization, exclude_site: Site | None = None) -> dict[str, int]:
+    sites = Site.objects.filter(organization=org).alive()
+    if exclude_site is not None:
+        sites = sites.exclude(pk=exclude_site.pk)
+    totals = ResourceLimit.objects.filter(site__in=sites).aggregate(
+        memory=Coalesce(Sum("memory_mb"), 0), cpu=Coalesce(Sum("cpu_percent"), 0)
+    )
+    return {"sites": sites.count(), "memory_mb": totals["memory"], "cpu_percent": totals["cpu"]}
+
+
+def check_quota(org: Organization, *, new_site: bool, limits: ResourceLimit, site=None) -> None:
+    """Refuse (400) a change that would take the organization past a quota; say by how much."""
+    quota = quota_for(org, lock=True)
+    used = usage_of(org, exclude_site=site)
+    problems = []
+    if new_site and used["sites"] + 1 > quota.max_sites:
+        problems.append(f"max_sites is {quota.max_sites}; this would be {used['sites'] + 1}")
+    memory = used["memory_mb"] + limits.memory_mb
+    if memory > quota.max_memory_mb:
+        problems.append(
+            f"max_memory_mb is {quota.max_memory_mb}; this would use {memory} "
+            f"({memory - quota.max_memory_mb} MB over)"
+        )
+    cpu = used["cpu_percent"] + limits.cpu_percent
+    if cpu > quota.max_cpu_percent:
+        problems.append(
+            f"max_cpu_percent is {quota.max_cpu_percent}; this would use {cpu} "
+            f"({cpu - quota.max_cpu_percent} points over)"
+        )
+    if problems:
+        raise ValidationError({"quota": [f"Organization quota exceeded: {p}." for p in problems]})
+
+
+def update_quota(org: Organization, *, actor: User | None, **fields) -> OrganizationQuota:
+    allowed = {"max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    with transaction.atomic():
+        quota = quota_for(org, lock=True)
+        before = snapshot(quota, sorted(allowed))
+        for name, value in fields.items():
+            setattr(quota, name, value)
+        _full_clean(quota, exclude=["organization"])
+        quota.save()
+        record(
+            actions.QUOTA_UPDATE,
+            actor=actor,
+            organization=org,
+            target=quota,
+            changes=diff(before, snapshot(quota, sorted(allowed))),
+        )
+    return quota
+
+
+def choose_host(memory_mb: int) -> DockerHost:
+    """The online host with the most unreserved memory that fits the site."""
+    hosts = DockerHost.objects.filter(status=HostStatus.ONLINE).annotate(
+        reserved_mb=Coalesce(
+            Sum("sites__limits__memory_mb", filter=Q(sites__deleted_at__isnull=True)), 0
+        )
+    )
+    best, best_free = None, -1.0
+    for host in hosts:
+        # A host never pinged reports no memory: treat it as roomy rather than full.
+        free = host.memory_bytes / 2**20 - host.reserved_mb if host.memory_bytes else 2**40
+        if free >= memory_mb and free > best_free:
+            best, best_free = host, free
+    if best is None:
+        raise NoHostAvailable(f"No online Docker host has {memory_mb} MB of memory free.")
+    return best
+
+
+# --- sites ----------------------------------------------------------------------------------
+
+
+def _validate_site(site: Site) -> None:
+    errors: dict[str, str] = {}
+    if site.site_type in (SiteType.DOCKER, SiteType.DYNAMIC) and not site.image:
+        errors["image"] = f"A {site.site_type} site needs an image."
+    if site.site_type == SiteType.DYNAMIC and not site.start_command:
+        errors["start_command"] = "A dynamic site needs a start command."
+    if site.health_check_path and not site.health_check_path.startswith("/"):
+        errors["health_check_path"] = "Start the path with /."
+    if errors:
+        raise ValidationError(errors)
+
+
+def site_environment(site: Site) -> dict[str, str]:
+    """The site's variables as the container gets them: the only place secrets are decrypted."""
+    env = {}
+    for var in site.env_vars.all():
+        env[var.key] = crypto.decrypt(var.value) if var.is_secret else var.value
+    return env
+
+
+def _run_container(site: Site) -> Container:
+    """Create and start a fresh container for the site on its host; record the row."""
+    host = site.host
+    spec = engine.container_spec(site, site.limits, site_environment(site), host)
+    docker_id = engine.create_and_start(host, spec)
+    try:
+        return Container.objects.create(
+            host=host,
+            site=site,
+            docker_id=docker_id,
+            name=spec["name"],
+            image=spec["image"],
+            state=ObservedState.RUNNING,
+            status="Up",
+            labels=spec["labels"],
+            created=timezone.now(),
+        )
+    except Exception:
+        engine.remove(host, docker_id)
+        raise
+
+
+def current_container(site: Site) -> Container | None:
+    return site.containers.filter(host=site.host).order_by("-created").first()
+
+
+def _remove_containers(site: Site) -> None:
+    for container in site.containers.select_related("host"):
+        engine.remove(container.host, container.docker_id)
+        container.delete()
+
+
+@docker_guarded
+def create_site(
+    org: Organization,
+    *,
+    actor: User | None,
+    limits: dict[str, int] | None = None,
+    template: SiteTemplate | None = None,
+    host: DockerHost | None = None,
+    **fields,
+) -> Site:
+    """Create a site (from a template when given), within quota, and start it if desired."""
+    if template is not None:
+        for name in ("site_type", "image", "build_command", "start_command"):
+            fields.setdefault(name, getattr(template, name))
+        fields.setdefault("internal_port", template.internal_port)
+        fields.setdefault("health_check_path", template.health_check_path)
+        limits = {**template.default_limits, **(limits or {})}
+    if not fields.get("slug"):
+        fields["slug"] = slugify(fields.get("name", ""))[:40]
+    site = Site(organization=org, template=template, **fields)
+    limit = ResourceLimit(organization=org, site=site, **(limits or {}))
+    _full_clean(site, exclude=["host"])
+    _full_clean(limit, exclude=["site", "organization"])
+    _validate_site(site)
+    with transaction.atomic():
+        check_quota(org, new_site=True, limits=limit)
+        site.host = host or choose_host(limit.memory_mb)
+        try:
+            with transaction.atomic():
+                site.save()
+        except IntegrityError:
+            raise ValidationError({"slug": "A site with this slug exists here."}) from None
+        limit.site = site
+        limit.save()
+        record(
+            actions.SITE_CREATE,
+            actor=actor,
+            organization=org,
+            target=site,
+            changes={
+                "after": snapshot(site, SITE_FIELDS),
+                "limits": snapshot(limit, LIMIT_FIELDS),
+                "template": template.slug if template else None,
+            },
+        )
+        if site.desired_state == DesiredState.RUNNING:
+            _run_container(site)
+            site.observed_state = ObservedState.RUNNING
+            site.save(update_fields=["observed_state", "updated_at"])
+    return site
+
+
+def update_site(site: Site, *, actor: User | None, **fields) -> Site:
+    unknown = set(fields) - EDITABLE_SITE_FIELDS
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    with transaction.atomic():
+        site = Site.objects.select_for_update().get(pk=site.pk)
+        before = snapshot(site, SITE_FIELDS)
+        for name, value in fields.items():
+            setattr(site, name, value)
+        _full_clean(site, exclude=["host"])
+        _validate_site(site)
+        changes = diff(before, snapshot(site, SITE_FIELDS))
+        if CONTAINER_FIELDS & set(changes["after"]):
+            site.needs_restart = True
+        site.save()
+        if changes["after"]:
+            record(
+                actions.SITE_UPDATE,
+                actor=actor,
+                organization=site.organization,
+                target=site,
+                changes=changes,
+            )
+    return site
+
+
+def _set_state(site: Site, desired: str, observed: str, action: str, actor) -> None:
+    before = {"desired_state": site.desired_state, "observed_state": site.observed_state}
+    site.desired_state = desired
+    site.observed_state = observed
+    site.save(update_fields=["desired_state", "observed_state", "needs_restart", "updated_at"])
+    record(
+        action,
+        actor=actor,
+        organization=site.organization,
+        target=site,
+        changes={"before": before, "after": {"desired_state": desired, "observed_state": observed}},
+    )
+
+
+def _lock_site(site: Site) -> Site:
+    site = (
+        Site.objects.select_for_update()
+        .select_related("organization", "host", "limits")
+        .get(pk=site.pk)
+    )
+    if site.is_deleted:
+        raise ValidationError({"site": "This site has been deleted."})
+    if site.host is None:
+        raise ValidationError({"site": "This site is not placed on a host."})
+    return site
+
+
+@docker_guarded
+def start_site(site: Site, *, actor: User | None) -> Site:
+    with transaction.atomic():
+        site = _lock_site(site)
+        container = current_container(site)
+        if container is None or engine.state_of(site.host, container.docker_id) == "missing":
+            if container is not None:
+                container.delete()
+            _run_container(site)
+            site.needs_restart = False
+        else:
+            engine.start(site.host, container.docker_id)
+        _set_state(site, DesiredState.RUNNING, ObservedState.RUNNING, actions.SITE_START, actor)
+    return site
+
+
+@docker_guarded
+def stop_site(site: Site, *, actor: User | None) -> Site:
+    with transaction.atomic():
+        site = _lock_site(site)
+        container = current_container(site)
+        if container is not None:
+            engine.stop(site.host, container.docker_id)
+            container.state = ObservedState.EXITED
+            container.save(update_fields=["state"])
+        _set_state(site, DesiredState.STOPPED, ObservedState.EXITED, actions.SITE_STOP, actor)
+    return site
+
+
+@docker_guarded
+def restart_site(site: Site, *, actor: User | None) -> Site:
+    """Restart; a site whose configuration changed gets a new container with it."""
+    with transaction.atomic():
+        site = _lock_site(site)
+        container = current_container(site)
+        if container is None or site.needs_restart:
+            _remove_containers(site)
+            _run_container(site)
+            site.needs_restart = False
+        else:
+            engine.restart(site.host, container.docker_id)
+        _set_state(site, DesiredState.RUNNING, ObservedState.RUNNING, actions.SITE_RESTART, actor)
+    return site
+
+
+@docker_guarded
+def delete_site(site: Site, *, actor: User | None) -> Site:
+    """Soft delete (seed 001): the row and its history stay; containers and domains go."""
+    with transaction.atomic():
+        site = (
+            Site.objects.select_for_update().select_related("organization", "host").get(pk=site.pk)
+        )
+        if site.is_deleted:
+            raise ValidationError({"site": "This site is already deleted."})
+        released = list(site.domains.values_list("hostname", flat=True))
+        site.domains.all().delete()
+        _remove_containers(site)
+        site.deleted_at = timezone.now()
+        _set_state(site, DesiredState.STOPPED, ObservedState.REMOVED, actions.SITE_DELETE, actor)
+        site.save(update_fields=["deleted_at"])
+        if released:
+            record(
+                actions.DOMAIN_REMOVE,
+                actor=actor,
+                organization=site.organization,
+                target=site,
+                changes={"released": released},
+            )
+    return site
+
+
+@docker_guarded
+def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
+    """Change limits within quota; a running container gets them in place, no restart."""
+    unknown = set(fields) - set(LIMIT_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    with transaction.atomic():
+        site = _lock_site(site)
+        limits = ResourceLimit.objects.select_for_update().get(site=site)
+        before = snapshot(limits, LIMIT_FIELDS)
+        for name, value in fields.items():
+            setattr(limits, name, value)
+        _full_clean(limits, exclude=["site", "organization"])
+        check_quota(site.organization, new_site=False, limits=limits, site=site)
+        limits.save()
+        changes = diff(before, snapshot(limits, LIMIT_FIELDS))
+        if changes["after"]:
+            record(
+                actions.LIMITS_UPDATE,
+                actor=actor,
+                organization=site.organization,
+                target=site,
+                changes=changes,
+            )
+        container = current_container(site)
+        if container is not None and site.observed_state == ObservedState.RUNNING:
+            engine.update_limits(site.host, container.docker_id, limits)
+    return limits
+
+
+# --- domains ------------------------------------------------------------------------------
+
+
+def _normalize_hostname(hostname: str) -> str:
+    return (hostname or "").strip().rstrip(".").lower()
+
+
+def add_domain(site: Site, *, actor: User | None, hostname: str, **fields) -> Domain:
+    hostname = _normalize_hostname(hostname)
+    base = settings.HOSTPANEL_BASE_DOMAIN
+    if hostname == base or hostname.endswith("." + base):
+        raise ValidationError({"hostname": f"Names under {base} are the platform's own."})
+    with transaction.atomic():
+        site = _lock_site(site)
+        has_any = site.domains.exists()
+        domain = Domain(
+            organization=site.organization,
+            site=site,
+            hostname=hostname,
+            verification_token=secrets.token_hex(16),
+            **fields,
+        )
+        if not has_any:
+            domain.is_primary = True
+        _full_clean(domain, exclude=["site", "organization", "is_primary"])
+        if domain.is_primary:
+            site.domains.filter(is_primary=True).update(is_primary=False)
+        try:
+            with transaction.atomic():
+                domain.save()
+        except IntegrityError:
+            raise ValidationError({"hostname": "This hostname is already in use."}) from None
+        record(
+            actions.DOMAIN_ADD,
+            actor=actor,
+            organization=site.organization,
+            target=domain,
+            changes={
+                "after": snapshot(
+                    domain, ("hostname", "is_primary", "ssl_enabled", "is_cloudflare")
+                )
+            },
+        )
+    return domain
+
+
+DOMAIN_FIELDS = ("hostname", "is_primary", "ssl_enabled", "is_cloudflare", "verified_at")
+
+
+def update_domain(domain: Domain, *, actor: User | None, **fields) -> Domain:
+    unknown = set(fields) - {"is_primary", "ssl_enabled", "is_cloudflare"}
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    with transaction.atomic():
+        domain = Domain.objects.select_for_update().select_related("site").get(pk=domain.pk)
+        before = snapshot(domain, DOMAIN_FIELDS)
+        if fields.get("is_primary") is False and domain.is_primary:
+            raise ValidationError(
+                {"is_primary": "Make another domain primary instead; a site keeps one."}
+            )
+        if fields.get("is_primary") and not domain.is_primary:
+            domain.site.domains.filter(is_primary=True).update(is_primary=False)
+        for name, value in fields.items():
+            setattr(domain, name, value)
+        domain.save()
+        changes = diff(before, snapshot(domain, DOMAIN_FIELDS))
+        if changes["after"]:
+            record(
+                actions.DOMAIN_UPDATE,
+                actor=actor,
+                organization=domain.organization,
+                target=domain,
+                changes=changes,
+            )
+    return domain
+
+
+def remove_domain(domain: Domain, *, actor: User | None) -> None:
+    with transaction.atomic():
+        domain = Domain.objects.select_for_update().select_related("site").get(pk=domain.pk)
+        site = domain.site
+        record(
+            actions.DOMAIN_REMOVE,
+            actor=actor,
+            organization=domain.organization,
+            target=domain,
+            changes={"before": snapshot(domain, DOMAIN_FIELDS)},
+        )
+        was_primary = domain.is_primary
+        domain.delete()
+        if was_primary:
+            successor = site.domains.order_by("created_at").first()
+            if successor is not None:
+                successor.is_primary = True
+                successor.save(update_fields=["is_primary", "updated_at"])
+
+
+Resolver = Callable[[str], Iterable[str]]
+
+
+def verify_domain(domain: Domain, *, actor: User | None, resolver: Resolver) -> Domain:
+    """Ownership check: `_hostpanel.<hostname>` must carry the domain's token in a TXT record.
+
+    `resolver(name)` returns the TXT strings of a name (injected so tests run offline).
+    """
+    try:
+        records = [str(r).strip().strip('"') for r in resolver(domain.txt_record_name)]
+    except Exception as exc:  # resolvers raise many kinds of errors: all mean "not proven"
+        raise ValidationError(
+            {"hostname": f"DNS lookup of {domain.txt_record_name} failed: {exc}"}
+        ) from None
+    if domain.verification_token not in records:
+        raise ValidationError(
+            {
+                "hostname": f"No TXT record {domain.txt_record_name} with value "
+                f"{domain.verification_token} was found."
+            }
+        )
+    with transaction.atomic():
+        domain = Domain.objects.select_for_update().get(pk=domain.pk)
+        domain.verified_at = timezone.now()
+        domain.save(update_fields=["verified_at", "updated_at"])
+        record(actions.DOMAIN_VERIFY, actor=actor, organization=domain.organization, target=domain)
+    return domain
+
+
+# --- environment variables ------------------------------------------------------------------
+
+
+def _store_value(value: str, is_secret: bool) -> str:
+    return crypto.encrypt(value) if is_secret else value
+
+
+def _env_audit(var: EnvironmentVariable, value_changed: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"key": var.key, "is_secret": var.is_secret}
+    if value_changed:
+        data["value"] = "[redacted]" if var.is_secret else var.value
+    return data
+
+
+def _mark_needs_restart(site: Site) -> None:
+    Site.objects.filter(pk=site.pk).update(needs_restart=True, updated_at=timezone.now())
+
+
+def set_env(
+    site: Site, *, actor: User | None, key: str, value: str, is_secret: bool = False
+) -> EnvironmentVariable:
+    var = EnvironmentVariable(
+        organization=site.organization,
+        site=site,
+        key=key,
+        value=_store_value(value, is_secret),
+        is_secret=is_secret,
+    )
+    _full_clean(var, exclude=["site", "organization"])
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                var.save()
+        except IntegrityError:
+            raise ValidationError({"key": "This variable is already set for the site."}) from None
+        _mark_needs_restart(site)
+        record(
+            actions.ENV_SET,
+            actor=actor,
+            organization=site.organization,
+            target=var,
+            target_label=key,
+            changes={"after": _env_audit(var, True)},
+        )
+    return var
+
+
+def update_env(
+    var: EnvironmentVariable,
+    *,
+    actor: User | None,
+    value: str | None = None,
+    is_secret: bool | None = None,
+) -> EnvironmentVariable:
+    with transaction.atomic():
+        var = EnvironmentVariable.objects.select_for_update().get(pk=var.pk)
+        plain = crypto.decrypt(var.value) if var.is_secret else var.value
+        was_secret = var.is_secret
+        new_plain = plain if value is None else value
+        var.is_secret = was_secret if is_secret is None else is_secret
+        if was_secret and not var.is_secret:
+            raise ValidationError(
+                {"is_secret": "A secret cannot be made plain; delete it and set it again."}
+            )
+        var.value = _store_value(new_plain, var.is_secret)
+        var.save()
+        _mark_needs_restart(var.site)
+        record(
+            actions.ENV_UPDATE,
+            actor=actor,
+            organization=var.organization,
+            target=var,
+            target_label=var.key,
+            changes={"after": _env_audit(var, new_plain != plain)},
+        )
+    return var
+
+
+def delete_env(var: EnvironmentVariable, *, actor: User | None) -> None:
+    with transaction.atomic():
+        record(
+            actions.ENV_DELETE,
+            actor=actor,
+            organization=var.organization,
+            target=var,
+            target_label=var.key,
+            changes={"before": _env_audit(var, False)},
+        )
+        _mark_needs_restart(var.site)
+        var.delete()
+
+
+def reveal_env_value(var: EnvironmentVariable) -> str:
+    return crypto.decrypt(var.value) if var.is_secret else var.value
+
+
+def rotate_env_keys() -> int:
+    """Re-encrypt every secret with the newest key. Returns how many were rewritten."""
+    count = 0
+    with transaction.atomic():
+        for var in EnvironmentVariable.objects.select_for_update().filter(is_secret=True):
+            var.value = crypto.rotate(var.value)
+            var.save(update_fields=["value"])
+            count += 1
+    return count
+
+
+# --- templates (staff) ------------------------------------------------------------------------
+
+TEMPLATE_FIELDS = (
+    "name",
+    "slug",
+    "site_type",
+    "image",
+    "start_command",
+    "internal_port",
+    "default_limits",
+    "env_keys",
+    "is_active",
+)
+
+
+def save_template(template: SiteTemplate, *, actor: User | None) -> SiteTemplate:
+    creating = template._state.adding
+    before = {} if creating else snapshot(SiteTemplate.objects.get(pk=template.pk), TEMPLATE_FIELDS)
+    _full_clean(template)
+    bad = set(template.default_limits) - set(LIMIT_FIELDS)
+    if bad:
+        raise ValidationError({"default_limits": f"Unknown limit(s): {', '.join(sorted(bad))}."})
+    with transaction.atomic():
+        template.save()
+        record(
+            actions.TEMPLATE_CREATE if creating else actions.TEMPLATE_UPDATE,
+            actor=actor,
+            target=template,
+            changes=diff(before, snapshot(template, TEMPLATE_FIELDS)),
+        )
+    return template
+
+
+def require_staff(actor: User | None) -> None:
+    if actor is not None and not actor.is_staff:
+        raise PermissionDenied("Staff only.")
