@@ -12,11 +12,10 @@ class LegacyBCryptPasswordHasher(BCryptPasswordHasher):
 
     algorithm = "bcrypt"
 
-    def verify(self, password: str, encoded: str) -> bool:
-        return super().verify(password.encode()[:72].decode(errors="ignore"), encoded)
-
-    def encode(self, password: str, salt: str) -> str:
-        return super().encode(password.encode()[:72].decode(errors="ignore"), salt)
+    def encode(self, password: str, salt: bytes) -> str:
+        # Truncate bytes, not characters: byte 72 may fall inside a multi-byte character.
+        data = self._load_library().hashpw(password.encode()[:72], salt)
+        return f"{self.algorithm}${data.decode('ascii')}"
 
 
 def import_bcrypt_hash(raw_hash: str) -> str:

@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 
 from accounts import services
 from accounts.forms import RegisterForm, ThrottledAuthenticationForm
+from hostpanel.api.throttling import RegisterThrottle
 
 
 class ThrottledLoginView(auth_views.LoginView):
@@ -22,6 +23,9 @@ class LogoutView(auth_views.LogoutView):
 
 def register(request):
     form = RegisterForm(request.POST or None)
+    if request.method == "POST" and not RegisterThrottle().allow_request(request, None):
+        form.add_error(None, "Too many sign-up attempts. Try again later.")
+        return render(request, "accounts/register.html", {"form": form}, status=429)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.register_with_code(**form.cleaned_data)

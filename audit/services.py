@@ -24,6 +24,8 @@ def redact(data: Mapping[str, Any], secret_fields: Iterable[str] = ()) -> dict[s
             out[key] = REDACTED
         elif isinstance(value, Mapping):
             out[key] = redact(value, named)
+        elif isinstance(value, list | tuple):
+            out[key] = [redact(v, named) if isinstance(v, Mapping) else v for v in value]
         else:
             out[key] = value
     return out

@@ -160,7 +160,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
             org is not None
             and not Organization.objects.for_user(request.user).filter(pk=org.pk).exists()
         ):
-            raise serializers.ValidationError(f'Object with slug="{org.slug}" does not exist.')
+            self.fields["organization"].fail("does_not_exist", slug_name="slug", value=org.slug)
         return org
 
 
