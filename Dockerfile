@@ -18,9 +18,13 @@ RUN pip install -r requirements.txt
 COPY . .
 # Static files are collected into the image ($HOSTPANEL_VAR_DIR/static, served by
 # WhiteNoise). The keys are throw-away: collectstatic needs settings to load, nothing more.
+# The last check fails the build if settings generated anything else there (a key written
+# into the image would silently become the production key).
 RUN mkdir -p "$HOSTPANEL_VAR_DIR" \
     && SECRET_KEY=collectstatic-only TOKEN_HASH_KEY=collectstatic-only \
-        CELERY_BROKER_URL=memory:// python manage.py collectstatic --noinput \
+        ENV_ENCRYPTION_KEYS=collectstatic-only CELERY_BROKER_URL=memory:// \
+        python manage.py collectstatic --noinput \
+    && test "$(ls -A "$HOSTPANEL_VAR_DIR")" = static \
     && chown -R hostpanel:hostpanel "$HOSTPANEL_VAR_DIR"
 
 USER hostpanel

@@ -34,6 +34,7 @@ FAKE_ENV = {
     "POSTGRES_PASSWORD": "pg-secret",
     "SECRET_KEY": "test-secret-key",
     "TOKEN_HASH_KEY": "test-token-hash-key",
+    "ENV_ENCRYPTION_KEYS": "test-env-key-new,test-env-key-old",
 }
 
 # ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?message}, ${NAME?message}, $NAME, $$
@@ -101,12 +102,23 @@ def command(service):
     return shlex.split(cmd) if isinstance(cmd, str) else [str(part) for part in cmd]
 
 
+def settings_secret_names():
+    """Names read through _secret("X"): without X (or X_FILE) a key is generated on disk."""
+    text = SETTINGS_FILE.read_text()
+    return set(re.findall(r"\b_secret\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
+
+
 def settings_env_names():
     """Names settings.py reads: env("X"...), env.<cast>("X"...), _secret("X") (+ X_FILE)."""
     text = SETTINGS_FILE.read_text()
     names = set(re.findall(r"\benv(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
-    secrets = set(re.findall(r"\b_secret\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", text))
+    secrets = settings_secret_names()
     return names | secrets | {f"{name}_FILE" for name in secrets}
+
+
+def provides_secret(names, secret):
+    """X, X_FILE, or a variable read before the _secret("X") fallback (ENV_ENCRYPTION_KEYS)."""
+    return any(name == secret or name.startswith(secret) for name in names)
 
 
 def test_settings_env_names_are_found():
@@ -178,6 +190,15 @@ def test_required_production_vars_are_set(services, name):
     assert env["TOKEN_HASH_KEY"] == FAKE_ENV["TOKEN_HASH_KEY"]
 
 
+@pytest.mark.parametrize("name", LONG_RUNNING_APP_SERVICES)
+def test_no_secret_is_left_to_be_generated_in_production(services, name):
+    # A key generated into the container's var dir differs per container and per rebuild:
+    # sessions, tokens or encrypted values would break. Every _secret() must come from env.
+    env = environment(services[name])
+    missing = [s for s in settings_secret_names() if not provides_secret(env, s)]
+    assert not missing, f"{name} leaves {missing} to be generated"
+
+
 @pytest.mark.parametrize("missing", sorted(FAKE_ENV))
 def test_compose_refuses_to_start_without_secrets(missing):
     variables = {k: v for k, v in FAKE_ENV.items() if k != missing}
@@ -242,6 +263,11 @@ def test_image_var_dir_matches_compose(services):
     assert users
     assert users[-1] not in ("root", "0")
     assert "collectstatic" in text
+    # collectstatic runs settings: every secret gets a throw-away value instead of a key
+    # generated into the image.
+    build_vars = set(re.findall(r"\b([A-Z][A-Z0-9_]*)=", text))
+    missing = [s for s in settings_secret_names() if not provides_secret(build_vars, s)]
+    assert not missing, f"collectstatic in the Dockerfile would generate {missing}"
 
 
 def test_readme_documents_every_setting():
