@@ -4,6 +4,7 @@ See README.md for the variables. Runtime files (SQLite database, embedded broker
 development keys) live under VAR_DIR, which git ignores.
 """
 
+import os
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -108,6 +109,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "timeout": 20,
     }
+    # A file, not Django's default in-memory test database, so tests run with WAL too;
+    # one per process, so concurrent test runs never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
