@@ -91,7 +91,7 @@ def _create_user_rows(
     user.set_password(password)
     user.save()
     org = Organization.objects.create(
-        name=display_name or email.split("@")[0],
+        name=(display_name or email.split("@")[0])[:100],
         slug=_unique_slug(email.split("@")[0]),
         is_personal=True,
     )
@@ -154,7 +154,7 @@ def set_password(user: User, password: str, *, actor: User | None) -> None:
     with transaction.atomic():
         user.set_password(password)
         user.save(update_fields=["password"])
-        record(actions.USER_UPDATE, actor=actor, target=user, changes={"password": "changed"})
+        record(actions.USER_UPDATE, actor=actor, target=user, changes={"changed": ["password"]})
 
 
 def register_with_code(*, code: str, email: str, password: str, display_name: str = "") -> User:
