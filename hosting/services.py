@@ -432,7 +432,7 @@ def _set_state(site: Site, desired: str, observed: str, action: str, actor) -> N
 
 def _lock_site(site: Site) -> Site:
     site = (
-        Site.objects.select_for_update()
+        Site.objects.select_for_update(of=("self",))
         .select_related("organization", "host", "limits")
         .get(pk=site.pk)
     )
@@ -493,7 +493,9 @@ def delete_site(site: Site, *, actor: User | None) -> Site:
     """Soft delete (seed 001): the row and its history stay; containers and domains go."""
     with transaction.atomic():
         site = (
-            Site.objects.select_for_update().select_related("organization", "host").get(pk=site.pk)
+            Site.objects.select_for_update(of=("self",))
+            .select_related("organization", "host")
+            .get(pk=site.pk)
         )
         if site.is_deleted:
             raise ValidationError({"site": "This site is already deleted."})
@@ -598,7 +600,9 @@ def update_domain(domain: Domain, *, actor: User | None, **fields) -> Domain:
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
     with transaction.atomic():
-        domain = Domain.objects.select_for_update().select_related("site").get(pk=domain.pk)
+        domain = (
+            Domain.objects.select_for_update(of=("self",)).select_related("site").get(pk=domain.pk)
+        )
         before = snapshot(domain, DOMAIN_FIELDS)
         if fields.get("is_primary") is False and domain.is_primary:
             raise ValidationError(
@@ -623,7 +627,9 @@ def update_domain(domain: Domain, *, actor: User | None, **fields) -> Domain:
 
 def remove_domain(domain: Domain, *, actor: User | None) -> None:
     with transaction.atomic():
-        domain = Domain.objects.select_for_update().select_related("site").get(pk=domain.pk)
+        domain = (
+            Domain.objects.select_for_update(of=("self",)).select_related("site").get(pk=domain.pk)
+        )
         site = domain.site
         record(
             actions.DOMAIN_REMOVE,
