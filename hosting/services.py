@@ -117,6 +117,9 @@ def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
 
 
 def create_host(*, actor: User | None, **fields) -> DockerHost:
+    unknown = set(fields) - set(HOST_FIELDS)
+    if unknown:
+        raise ValidationError(dict.fromkeys(unknown, "This field cannot be set."))
     host = DockerHost(**fields)
     _full_clean(host)
     with transaction.atomic():
@@ -153,7 +156,7 @@ def ping_host(host: DockerHost, *, actor: User | None) -> DockerHost:
     """Ask the engine for its facts; an unreachable engine marks the host offline."""
     try:
         info = engine.ping(host)
-    except (engine.HostUnavailable, engine.HostError) as exc:
+    except (engine.HostUnavailable, engine.HostError, engine.SpecRejected) as exc:
         mark_host_offline(host, exc.reason, actor=actor)
         host.refresh_from_db()
         return host
@@ -184,6 +187,10 @@ def ping_host(host: DockerHost, *, actor: User | None) -> DockerHost:
 
 def mark_host_offline(host: DockerHost, reason: str, *, actor: User | None = None) -> None:
     with transaction.atomic():
+        # A host in maintenance keeps that status, but the error is still recorded.
+        DockerHost.objects.filter(pk=host.pk, status=HostStatus.MAINTENANCE).update(
+            last_error=reason[:2000]
+        )
         updated = (
             DockerHost.objects.filter(pk=host.pk)
             .exclude(status=HostStatus.MAINTENANCE)
@@ -255,13 +262,11 @@ def update_quota(org: Organization, *, actor: User | None, **fields) -> Organiza
             setattr(quota, name, value)
         _full_clean(quota, exclude=["organization"])
         quota.save()
-        record(
-            actions.QUOTA_UPDATE,
-            actor=actor,
-            organization=org,
-            target=quota,
-            changes=diff(before, snapshot(quota, sorted(allowed))),
-        )
+        changes = diff(before, snapshot(quota, sorted(allowed)))
+        if changes["after"]:
+            record(
+                actions.QUOTA_UPDATE, actor=actor, organization=org, target=quota, changes=changes
+            )
     return quota
 
 

@@ -1,0 +1,561 @@
+"""Staff admin for hosting. Every write goes through hosting.services, so it is audited.
+
+Tenants manage their sites, domains and variables through the API; here staff look, manage
+hosts, quotas, templates and limits, and run site actions. A service's refusal or a Docker
+engine's failure is shown as an error message, never as a server error, and a change the
+service refused is never reported as saved. Secret variable values (plain or encrypted) are
+never rendered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.template.defaultfilters import filesizeformat
+
+from accounts.admin import ReadOnlyInline, ServiceModelAdmin, ServiceRefused, refusal_message
+from accounts.models import Organization
+from hosting import crypto, services
+from hosting import docker as engine
+from hosting.models import (
+    Container,
+    DockerHost,
+    Domain,
+    EnvironmentVariable,
+    HostStatus,
+    OrganizationQuota,
+    ResourceLimit,
+    Site,
+    SiteTemplate,
+)
+
+# What a hosting service may raise that is the user's or an engine's problem, not a bug.
+ENGINE_ERRORS = (
+    engine.HostUnavailable,
+    engine.HostError,
+    engine.SpecRejected,
+    services.NoHostAvailable,
+    crypto.DecryptionError,
+)
+REFUSALS = (ValidationError, PermissionDenied, *ENGINE_ERRORS)
+
+
+def describe(exc: Exception) -> str:
+    """A one-line explanation of a refusal or engine failure for a message."""
+    if isinstance(exc, ValidationError | PermissionDenied):
+        return refusal_message(exc)
+    if isinstance(exc, engine.SpecRejected):
+        return f"Docker host {exc.host.name} rejected the request: {exc.reason}"
+    return str(exc) or exc.__class__.__name__
+
+
+@contextmanager
+def service_call():
+    """Wrap a service call made from save_model / delete_model (engine errors included)."""
+    try:
+        yield
+    except REFUSALS as exc:
+        raise ServiceRefused(describe(exc)) from exc
+
+
+class HostingAdmin(ServiceModelAdmin):
+    """Base of the hosting admins: writes by services; engine failures are refusals too."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # ModelAdmin's view, not ServiceModelAdmin's: the refusal has to be seen here, after
+        # the admin's transaction rolled back, because that rollback also undid the service
+        # marking an unreachable host offline. It is marked again, now for good.
+        try:
+            return admin.ModelAdmin.changeform_view(
+                self, request, object_id, form_url, extra_context
+            )
+        except ServiceRefused as refused:
+            cause = refused.__cause__
+            if isinstance(cause, engine.HostUnavailable):
+                services.mark_host_offline(cause.host, cause.reason, actor=request.user)
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def run_each(self, request, objects, change: Callable, done_message: str) -> int:
+        """Run a service on each object; report every failure as an error naming the object."""
+        done = 0
+        for obj in objects:
+            try:
+                change(obj)
+            except REFUSALS as exc:
+                self.message_user(request, f"{obj}: {describe(exc)}", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(request, done_message.format(count=done), messages.SUCCESS)
+        return done
+
+
+class ViewOnlyAdmin(HostingAdmin):
+    """Rows made by tenants (the API) or by Docker: staff look, and use the actions."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+# --- Docker hosts -------------------------------------------------------------------------
+
+
+@admin.register(DockerHost)
+class DockerHostAdmin(HostingAdmin):
+    list_display = (
+        "name",
+        "endpoint",
+        "status",
+        "engine_version",
+        "cpus",
+        "memory",
+        "last_seen_at",
+        "site_count",
+    )
+    list_filter = ("status",)
+    search_fields = ("name", "endpoint")
+    actions = ("ping_hosts",)
+    readonly_fields = (
+        "engine_version",
+        "cpus",
+        "memory",
+        "storage_driver",
+        "supports_disk_quota",
+        "last_seen_at",
+        "last_error",
+        "site_count",
+        "created_at",
+        "updated_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "endpoint", "status", "network_mode", "labels")}),
+        (
+            "TLS (tcp:// endpoints)",
+            {"fields": ("tls_ca_cert", "tls_client_cert", "tls_client_key")},
+        ),
+        (
+            "Reported by the engine (use the “Check” action to refresh)",
+            {"fields": readonly_fields},
+        ),
+    )
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(site_count=Count("sites", filter=Q(sites__deleted_at__isnull=True)))
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        return self.fieldsets[:2] if obj is None else self.fieldsets
+
+    @admin.display(description="memory", ordering="memory_bytes")
+    def memory(self, obj):
+        return filesizeformat(obj.memory_bytes) if obj.memory_bytes else "—"
+
+    @admin.display(description="sites", ordering="site_count")
+    def site_count(self, obj):
+        return getattr(obj, "site_count", 0)
+
+    def has_delete_permission(self, request, obj=None):
+        # Sites hold their host (PROTECT) and there is no audited service that removes a
+        # host: take a host out of use by setting it to maintenance.
+        return False
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        with service_call():
+            if not change:
+                fields = {name: data[name] for name in services.HOST_FIELDS if name in data}
+                host = services.create_host(actor=request.user, **fields)
+                obj.pk = host.pk
+            else:
+                changed = {
+                    name: data[name] for name in form.changed_data if name in services.HOST_FIELDS
+                }
+                if changed:
+                    services.update_host(
+                        DockerHost.objects.get(pk=obj.pk), actor=request.user, **changed
+                    )
+        obj.refresh_from_db()
+
+    @admin.action(description="Check (ping) selected hosts", permissions=["change"])
+    def ping_hosts(self, request, queryset):
+        for host in queryset:
+            try:
+                host = services.ping_host(host, actor=request.user)
+            except REFUSALS as exc:
+                self.message_user(request, f"{host}: {describe(exc)}", messages.ERROR)
+                continue
+            text = f"{host}: {host.get_status_display().lower()}"
+            if host.status == HostStatus.ONLINE:
+                self.message_user(
+                    request, f"{text}, Docker {host.engine_version}", messages.SUCCESS
+                )
+            else:
+                if host.last_error:
+                    text = f"{text} — {host.last_error}"
+                level = messages.ERROR if host.status == HostStatus.OFFLINE else messages.WARNING
+                self.message_user(request, text, level)
+
+
+# --- sites --------------------------------------------------------------------------------
+
+
+class DeletedFilter(admin.SimpleListFilter):
+    title = "deleted"
+    parameter_name = "deleted"
+
+    def lookups(self, request, model_admin):
+        return [("no", "No"), ("yes", "Yes")]
+
+    def queryset(self, request, queryset):
+        match self.value():
+            case "no":
+                return queryset.filter(deleted_at__isnull=True)
+            case "yes":
+                return queryset.filter(deleted_at__isnull=False)
+        return queryset
+
+
+class LimitsInline(ReadOnlyInline):
+    model = ResourceLimit
+    fields = services.LIMIT_FIELDS
+    readonly_fields = fields
+    verbose_name_plural = "resource limits (change them in Resource limits)"
+
+
+class DomainInline(ReadOnlyInline):
+    model = Domain
+    fields = ("hostname", "is_primary", "ssl_enabled", "is_cloudflare", "verified_at")
+    readonly_fields = fields
+
+
+class EnvironmentVariableInline(ReadOnlyInline):
+    """Keys only: a value is never shown here, secret or not, plain or encrypted."""
+
+    model = EnvironmentVariable
+    fields = ("key", "is_secret", "updated_at")
+    readonly_fields = fields
+    exclude = ("value",)
+    verbose_name_plural = "environment variables (values are not shown)"
+
+
+class ContainerInline(ReadOnlyInline):
+    model = Container
+    fields = ("name", "host", "image", "state", "status", "last_seen_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("host")
+
+
+@admin.register(Site)
+class SiteAdmin(ViewOnlyAdmin):
+    list_display = (
+        "organization",
+        "slug",
+        "name",
+        "site_type",
+        "host",
+        "desired_state",
+        "observed_state",
+        "needs_restart",
+        "deleted",
+        "created_at",
+    )
+    list_filter = ("site_type", "desired_state", "observed_state", "host", DeletedFilter)
+    search_fields = ("slug", "name", "organization__slug")
+    list_select_related = ("organization", "host")
+    fieldsets = (
+        (None, {"fields": ("organization", "name", "slug", "subdomain", "site_type")}),
+        (
+            "Build and run",
+            {
+                "fields": (
+                    "template",
+                    "image",
+                    "repository_url",
+                    "branch",
+                    "build_command",
+                    "start_command",
+                    "internal_port",
+                    "health_check_path",
+                )
+            },
+        ),
+        (
+            "State",
+            {
+                "fields": (
+                    "host",
+                    "desired_state",
+                    "observed_state",
+                    "needs_restart",
+                    "deleted_at",
+                    "created_at",
+                    "updated_at",
+                )
+            },
+        ),
+    )
+    readonly_fields = tuple(name for _, opts in fieldsets for name in opts["fields"])
+    inlines = (LimitsInline, DomainInline, EnvironmentVariableInline, ContainerInline)
+    actions = ("start_sites", "stop_sites", "restart_sites", "delete_sites")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("organization", "host", "template")
+
+    @admin.display(description="deleted", boolean=True, ordering="deleted_at")
+    def deleted(self, obj):
+        return obj.deleted_at is not None
+
+    def has_operate_permission(self, request):
+        """Starting, stopping and restarting change the site."""
+        return request.user.has_perm("hosting.change_site")
+
+    def has_soft_delete_permission(self, request):
+        return request.user.has_perm("hosting.delete_site")
+
+    def _act(self, request, queryset, service, done_message):
+        self.run_each(
+            request,
+            queryset.select_related("organization", "host"),
+            lambda site: service(site, actor=request.user),
+            done_message,
+        )
+
+    @admin.action(description="Start selected sites", permissions=["operate"])
+    def start_sites(self, request, queryset):
+        self._act(request, queryset, services.start_site, "Started {count} site(s).")
+
+    @admin.action(description="Stop selected sites", permissions=["operate"])
+    def stop_sites(self, request, queryset):
+        self._act(request, queryset, services.stop_site, "Stopped {count} site(s).")
+
+    @admin.action(description="Restart selected sites", permissions=["operate"])
+    def restart_sites(self, request, queryset):
+        self._act(request, queryset, services.restart_site, "Restarted {count} site(s).")
+
+    @admin.action(
+        description="Delete selected sites (soft: containers and domains are removed)",
+        permissions=["soft_delete"],
+    )
+    def delete_sites(self, request, queryset):
+        self._act(request, queryset, services.delete_site, "Deleted {count} site(s).")
+
+
+# --- limits and quotas --------------------------------------------------------------------
+
+
+@admin.register(ResourceLimit)
+class ResourceLimitAdmin(HostingAdmin):
+    """One row per site, made with the site. Changes go to running containers in place."""
+
+    list_display = ("site", "organization", *services.LIMIT_FIELDS)
+    search_fields = ("site__slug", "site__name", "organization__slug")
+    list_select_related = ("site__organization", "organization")
+    fields = ("site", "organization", *services.LIMIT_FIELDS, "created_at", "updated_at")
+    readonly_fields = ("site", "organization", "created_at", "updated_at")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("site__organization", "organization")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        changed = {
+            name: form.cleaned_data[name]
+            for name in form.changed_data
+            if name in services.LIMIT_FIELDS
+        }
+        if changed:
+            with service_call():
+                services.update_limits(
+                    Site.objects.get(pk=obj.site_id), actor=request.user, **changed
+                )
+        obj.refresh_from_db()
+
+
+QUOTA_FIELDS = ("max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy")
+
+
+@admin.register(OrganizationQuota)
+class OrganizationQuotaAdmin(HostingAdmin):
+    list_display = ("organization", *QUOTA_FIELDS)
+    list_filter = ("over_limit_policy",)
+    search_fields = ("organization__slug", "organization__name")
+    list_select_related = ("organization",)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("organization", *QUOTA_FIELDS)
+        return ("organization", *QUOTA_FIELDS, "created_at", "updated_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("organization", "created_at", "updated_at")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "organization":
+            # An organization has one quota: offer only those without one yet.
+            kwargs["queryset"] = Organization.objects.filter(quota__isnull=True).order_by("name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # every organization has a quota; change it instead
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        names = QUOTA_FIELDS if not change else [n for n in form.changed_data if n in QUOTA_FIELDS]
+        fields = {name: data[name] for name in names}
+        org = Organization.objects.get(pk=obj.organization_id)
+        if fields or not change:
+            with service_call():
+                services.update_quota(org, actor=request.user, **fields)
+        obj.refresh_from_db()
+
+
+# --- templates ----------------------------------------------------------------------------
+
+
+@admin.register(SiteTemplate)
+class SiteTemplateAdmin(HostingAdmin):
+    list_display = ("name", "slug", "site_type", "image", "is_active")
+    list_filter = ("site_type", "is_active")
+    search_fields = ("name", "slug", "image")
+    prepopulated_fields = {"slug": ("name",)}
+    readonly_fields = ("created_at", "updated_at")
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # sites keep a link to their template: deactivate it instead
+
+    def save_model(self, request, obj, form, change):
+        with service_call():
+            services.save_template(obj, actor=request.user)
+
+
+# --- domains, variables, containers ---------------------------------------------------------
+
+
+@admin.register(Domain)
+class DomainAdmin(HostingAdmin):
+    """Tenants add domains through the API; staff may change the flags or remove one."""
+
+    list_display = (
+        "hostname",
+        "site",
+        "organization",
+        "is_primary",
+        "ssl_enabled",
+        "is_cloudflare",
+        "verified_at",
+    )
+    list_filter = ("is_primary", "ssl_enabled", "is_cloudflare")
+    search_fields = ("hostname",)
+    list_select_related = ("site__organization", "organization")
+    fields = (
+        "hostname",
+        "site",
+        "organization",
+        "is_primary",
+        "ssl_enabled",
+        "is_cloudflare",
+        "txt_record_name",
+        "verification_token",
+        "verified_at",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = (
+        "hostname",
+        "site",
+        "organization",
+        "txt_record_name",
+        "verification_token",
+        "verified_at",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("site__organization", "organization")
+
+    @admin.display(description="TXT record")
+    def txt_record_name(self, obj):
+        return obj.txt_record_name
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        editable = ("is_primary", "ssl_enabled", "is_cloudflare")
+        changed = {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
+        if changed:
+            with service_call():
+                services.update_domain(Domain.objects.get(pk=obj.pk), actor=request.user, **changed)
+        obj.refresh_from_db()
+
+    def delete_model(self, request, obj):
+        with service_call():
+            services.remove_domain(obj, actor=request.user)
+
+
+@admin.register(EnvironmentVariable)
+class EnvironmentVariableAdmin(ViewOnlyAdmin):
+    """Keys and flags only. The value field is left out entirely, secret or not."""
+
+    list_display = ("site", "key", "is_secret", "updated_at")
+    list_filter = ("is_secret",)
+    search_fields = ("key", "site__slug", "organization__slug")
+    list_select_related = ("site__organization",)
+    fields = ("site", "organization", "key", "is_secret", "created_at", "updated_at")
+    readonly_fields = fields
+    exclude = ("value",)
+    actions = None
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("site__organization", "organization")
+
+
+@admin.register(Container)
+class ContainerAdmin(ViewOnlyAdmin):
+    """What the engines report; the panel's containers are changed through site actions."""
+
+    list_display = ("host", "site", "name", "image", "state", "status", "last_seen_at")
+    list_filter = ("host", "state")
+    search_fields = ("name", "docker_id", "image", "site__slug")
+    list_select_related = ("host", "site__organization")
+    fields = (
+        "host",
+        "site",
+        "docker_id",
+        "name",
+        "image",
+        "state",
+        "status",
+        "labels",
+        "ports",
+        "created",
+        "last_seen_at",
+    )
+    readonly_fields = fields
+    actions = None
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("host", "site__organization")
