@@ -147,6 +147,21 @@ def ping(host: DockerHost) -> EngineInfo:
     )
 
 
+def list_containers(host: DockerHost) -> list[dict[str, Any]]:
+    """Every container on the engine, as the raw list call returns them (no inspect)."""
+    with engine_call(host):
+        return client(host).api.containers(all=True)
+
+
+def container_sizes(host: DockerHost) -> dict[str, int]:
+    """Writable-layer size of each panel container (slow on the engine: every few minutes)."""
+    with engine_call(host):
+        listing = client(host).api.containers(
+            all=True, size=True, filters={"label": f"{LABEL_MANAGED}=true"}
+        )
+    return {c["Id"]: int(c.get("SizeRw") or 0) for c in listing}
+
+
 def site_labels(site: Site) -> dict[str, str]:
     return {
         LABEL_MANAGED: "true",

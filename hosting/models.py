@@ -48,6 +48,10 @@ class DockerHost(TimeStampedModel):
         default=False, help_text="The storage driver can cap a container's writable layer."
     )
     labels = models.JSONField(default=dict, blank=True)
+    address = models.GenericIPAddressField(
+        default="127.0.0.1",
+        help_text="Where the panel reaches sites on this host (health checks).",
+    )
     network_mode = models.CharField(
         max_length=64,
         default="none",
@@ -341,6 +345,10 @@ class Container(models.Model):
     ports = models.JSONField(default=list, blank=True)
     created = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(default=timezone.now)
+    disk_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Size of the writable layer, measured every 5 min."
+    )
+    disk_measured_at = models.DateTimeField(null=True, blank=True)
 
     objects = ContainerQuerySet.as_manager()
 

@@ -78,6 +78,7 @@ LIMIT_FIELDS = (
 HOST_FIELDS = (
     "name",
     "endpoint",
+    "address",
     "status",
     "network_mode",
     "labels",
@@ -174,7 +175,7 @@ def ping_host(host: DockerHost, *, actor: User | None) -> DockerHost:
             host.status = HostStatus.ONLINE
         host.save()
         record(
-            actions.HOST_PING,
+            actions.HOST_ONLINE if was == HostStatus.OFFLINE else actions.HOST_PING,
             actor=actor,
             target=host,
             changes={
@@ -186,17 +187,13 @@ def ping_host(host: DockerHost, *, actor: User | None) -> DockerHost:
 
 
 def mark_host_offline(host: DockerHost, reason: str, *, actor: User | None = None) -> None:
+    """Record the error; an online host goes offline (audited once, at the change)."""
     with transaction.atomic():
-        # A host in maintenance keeps that status, but the error is still recorded.
-        DockerHost.objects.filter(pk=host.pk, status=HostStatus.MAINTENANCE).update(
-            last_error=reason[:2000]
+        DockerHost.objects.filter(pk=host.pk).update(last_error=reason[:2000])
+        went_offline = DockerHost.objects.filter(pk=host.pk, status=HostStatus.ONLINE).update(
+            status=HostStatus.OFFLINE
         )
-        updated = (
-            DockerHost.objects.filter(pk=host.pk)
-            .exclude(status=HostStatus.MAINTENANCE)
-            .update(status=HostStatus.OFFLINE, last_error=reason[:2000])
-        )
-        if updated:
+        if went_offline:
             record(
                 actions.HOST_OFFLINE,
                 actor=actor,

@@ -211,14 +211,52 @@ CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default="") or None
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TIMEZONE = "UTC"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Reliability, on purpose:
+# - One message at a time per worker process: long tasks (rollups, builds) must not sit on
+#   prefetched messages that an idle worker could run.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# - Early ack by default; only idempotent tasks opt in to acks_late (declared per task), and
+#   for those a worker killed mid-task gives the message back instead of losing it.
+CELERY_TASK_ACKS_LATE = False
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# - Hard limit well below the Redis visibility timeout, so an unacknowledged message is never
+#   handed to a second worker while its first run is still alive.
+REDIS_VISIBILITY_TIMEOUT = 3600
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=15 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# Periodic work (one schedule, in code: it is reviewed with the tasks it names; intervals
+# come from the environment). Each entry expires after its interval, so a backlog built up
+# while workers were down is dropped, not replayed. Every task also takes a claim
+# (monitoring.claims) so two beats or workers never run it twice at once.
+SYNC_INTERVAL = env.int("SYNC_INTERVAL_SECONDS", default=60)
+USAGE_INTERVAL = env.int("USAGE_INTERVAL_SECONDS", default=30)
+HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)
+# Base of the exponential backoff (with jitter) for retries of transient Docker errors.
+TASK_RETRY_BACKOFF_SECONDS = env.float("TASK_RETRY_BACKOFF_SECONDS", default=2.0)
+
+
+def _every(seconds: int, task: str) -> dict:
+    return {
+        "task": task,
+        "schedule": timedelta(seconds=seconds),
+        "options": {"expires": max(1, int(seconds * 0.9))},
+    }
+
+
 CELERY_BEAT_SCHEDULE = {
-    "purge-expired-codes": {
-        "task": "accounts.tasks.purge_expired_codes",
-        "schedule": timedelta(minutes=10),
-        # A backlog of cleanup runs is useless: drop it rather than replay it.
-        "options": {"expires": 9 * 60},
-    },
+    "purge-expired-codes": _every(600, "accounts.tasks.purge_expired_codes"),
+    "sync-containers": _every(SYNC_INTERVAL, "hosting.tasks.sync_all_hosts"),
+    "collect-usage": _every(USAGE_INTERVAL, "monitoring.tasks.collect_usage"),
+    "health-checks": _every(HEALTH_INTERVAL, "monitoring.tasks.run_health_checks"),
+    "measure-disk": _every(300, "monitoring.tasks.measure_disk"),
+    "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),
+    "rollup-daily": _every(3600, "monitoring.tasks.rollup_recent_days"),
+    "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
 }
 
 # --- Misc -----------------------------------------------------------------------------
@@ -233,7 +271,16 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# Retention (seed 002): raw samples 30 days, daily rows a year, audit a year.
 AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=365)
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=30)
+DAILY_USAGE_RETENTION_DAYS = env.int("DAILY_USAGE_RETENTION_DAYS", default=365)
+HEALTH_RETENTION_DAYS = env.int("HEALTH_RETENTION_DAYS", default=30)
+# A site failing this many health checks in a row is unhealthy.
+HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)
+HEALTH_TIMEOUT_SECONDS = env.float("HEALTH_TIMEOUT_SECONDS", default=3.0)
+# Container rows not seen by sync for this long are removed (seed 001: 5 minutes).
+CONTAINER_STALE_SECONDS = env.int("CONTAINER_STALE_SECONDS", default=300)
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,168 @@
+"""Usage samples, daily rollups, health checks, and the claims that keep periodic work single."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+from accounts.models import Organization, OrganizationScopedQuerySet
+
+
+class UsageSample(models.Model):
+    """One reading of one site container (seed 002 `site_resource_usage`, every 30 s).
+
+    Cumulative counters (CPU ns, network and block bytes) are kept so rates come from two
+    consecutive samples; `cpu_percent` and `bandwidth_bytes` are those rates, already taken.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="usage_samples")
+    docker_id = models.CharField(max_length=64)
+    timestamp = models.DateTimeField(default=timezone.now)
+    cpu_percent = models.FloatField(null=True, help_text="100 = one full CPU; empty at first.")
+    memory_bytes = models.PositiveBigIntegerField(help_text="Usage minus inactive file cache.")
+    memory_limit_bytes = models.PositiveBigIntegerField(default=0)
+    pids = models.PositiveIntegerField(default=0)
+    cpu_usage_ns = models.PositiveBigIntegerField(default=0)
+    net_rx_bytes = models.PositiveBigIntegerField(default=0)
+    net_tx_bytes = models.PositiveBigIntegerField(default=0)
+    block_read_bytes = models.PositiveBigIntegerField(default=0)
+    block_write_bytes = models.PositiveBigIntegerField(default=0)
+    bandwidth_bytes = models.PositiveBigIntegerField(
+        default=0, help_text="Network bytes in and out since the previous sample."
+    )
+    disk_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-timestamp"]
+        indexes = [
+            models.Index(fields=["site", "timestamp"], name="usage_site_time_idx"),
+            models.Index(fields=["timestamp"], name="usage_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class DailyUsage(models.Model):
+    """A site's usage for one UTC day (seed 002 `site_usage_daily`), kept a year."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="daily_usage")
+    date = models.DateField()
+    avg_memory_mb = models.FloatField(default=0)
+    max_memory_mb = models.FloatField(default=0)
+    avg_cpu_percent = models.FloatField(default=0)
+    max_cpu_percent = models.FloatField(default=0)
+    total_bandwidth_mb = models.FloatField(default=0)
+    total_requests = models.PositiveBigIntegerField(null=True, blank=True)
+    avg_response_time_ms = models.FloatField(null=True, blank=True)
+    uptime_seconds = models.PositiveIntegerField(default=0)
+    samples = models.PositiveIntegerField(default=0)
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-date"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "date"], name="monitoring_daily_site_date")
+        ]
+        indexes = [models.Index(fields=["organization", "date"], name="daily_org_date_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} on {self.date}"
+
+
+class HealthStatus(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    HEALTHY = "healthy", "Healthy"
+    UNHEALTHY = "unhealthy", "Unhealthy"
+
+
+class HealthCheck(models.Model):
+    """One HTTP GET of a site's health-check path."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="health_checks")
+    timestamp = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_time_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=255, blank=True)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-timestamp"]
+        indexes = [models.Index(fields=["site", "timestamp"], name="health_site_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {'ok' if self.ok else 'failed'} at {self.timestamp}"
+
+
+class SiteHealth(models.Model):
+    """The current health of a site, from consecutive checks."""
+
+    site = models.OneToOneField(
+        "hosting.Site", on_delete=models.CASCADE, primary_key=True, related_name="health"
+    )
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    status = models.CharField(
+        max_length=10, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN
+    )
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_checked_at = models.DateTimeField(null=True, blank=True)
+    last_response_time_ms = models.FloatField(null=True, blank=True)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.status}"
+
+
+class LimitBreach(models.Model):
+    """A site passed its monthly bandwidth or disk limit (one row per site, limit, month)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="breaches")
+    limit = models.CharField(max_length=20)
+    period = models.DateField(help_text="First day of the month the breach belongs to.")
+    measured = models.FloatField()
+    allowed = models.FloatField()
+    action_taken = models.CharField(max_length=10)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "limit", "period"], name="monitoring_breach_once_per_period"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} over {self.limit} in {self.period:%Y-%m}"
+
+
+class TaskClaim(models.Model):
+    """A lease on a periodic job: taken with one conditional UPDATE so runs never overlap."""
+
+    name = models.CharField(max_length=200, primary_key=True)
+    owner = models.CharField(max_length=100, blank=True)
+    expires_at = models.DateTimeField()
+    last_started_at = models.DateTimeField(null=True, blank=True)
+    last_finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name

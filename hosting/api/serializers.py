@@ -203,6 +203,7 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "id",
             "name",
             "endpoint",
+            "address",
             "tls_ca_cert",
             "tls_client_cert",
             "tls_client_key",

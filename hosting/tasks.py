@@ -1,0 +1,93 @@
+"""Celery tasks for hosts and containers. Thin: they take ids and call services."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+
+from hosting import services, sync
+from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
+from hostpanel.retry import TRANSIENT_ERRORS, backoff
+from monitoring.claims import claim
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sync_all_hosts() -> int:
+    """Fan out: sync each online host, probe each offline one. Returns tasks sent."""
+    interval = timedelta(seconds=settings.SYNC_INTERVAL)
+    with claim("hosting.sync_all_hosts", ttl=interval, min_interval=interval * 0.8) as mine:
+        if not mine:
+            return 0
+        sent = 0
+        for host_id, status in DockerHost.objects.values_list("pk", "status"):
+            if status == HostStatus.ONLINE:
+                sync_host.delay(str(host_id))
+            elif status == HostStatus.OFFLINE:
+                probe_host.delay(str(host_id))
+            else:
+                continue
+            sent += 1
+        return sent
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=3)
+def sync_host(self, host_id: str) -> str:
+    """Reconcile one host; after the retries are spent the host is marked offline."""
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        log.info("sync_host: host %s no longer exists", host_id)
+        return "gone"
+    with claim(f"hosting.sync_host:{host_id}", ttl=timedelta(minutes=5)) as mine:
+        if not mine:
+            return "busy"
+        try:
+            result = sync.sync_host(host)
+        except TRANSIENT_ERRORS as exc:
+            if self.request.retries >= self.max_retries:
+                services.mark_host_offline(host, exc.reason)
+                return "offline"
+            error = exc
+        else:
+            error = None
+    if error is not None:
+        raise self.retry(exc=error, countdown=backoff(self.request.retries))
+    for site_id in result.drifted:
+        restore_site.delay(site_id)
+    return f"seen {result.seen}, removed {result.removed}, drifted {len(result.drifted)}"
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def probe_host(host_id: str) -> str:
+    """An offline host is pinged; when it answers it is online again and sync resumes."""
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return "gone"
+    with claim(f"hosting.probe_host:{host_id}", ttl=timedelta(minutes=2)) as mine:
+        if not mine:
+            return "busy"
+        return services.ping_host(host, actor=None).status
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=3)
+def restore_site(self, site_id: str) -> str:
+    """Bring back a site whose container vanished while it should be running."""
+    site = Site.objects.alive().filter(pk=site_id).first()
+    if site is None or site.desired_state != DesiredState.RUNNING:
+        return "not wanted"
+    if site.observed_state != ObservedState.MISSING:
+        return "already back"
+    with claim(f"hosting.restore_site:{site_id}", ttl=timedelta(minutes=5)) as mine:
+        if not mine:
+            return "busy"
+        try:
+            services.start_site(site, actor=None)
+        except TRANSIENT_ERRORS as exc:
+            error = exc
+        else:
+            return "restarted"
+    raise self.retry(exc=error, countdown=backoff(self.request.retries))
