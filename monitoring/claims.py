@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from monitoring.models import TaskClaim
@@ -35,7 +36,7 @@ def claim(name: str, *, ttl: timedelta, min_interval: timedelta = timedelta(0)) 
         except IntegrityError:
             pass  # another worker created it first; the UPDATE below decides
     taken = TaskClaim.objects.filter(name=name, expires_at__lte=now).update(
-        owner=owner, expires_at=now + ttl, last_started_at=now
+        owner=owner, expires_at=now + ttl, last_started_at=now, runs=F("runs") + 1
     )
     if not taken:
         yield False

@@ -163,6 +163,7 @@ class TaskClaim(models.Model):
     expires_at = models.DateTimeField()
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_finished_at = models.DateTimeField(null=True, blank=True)
+    runs = models.PositiveBigIntegerField(default=0, help_text="Times the claim was won.")
 
     def __str__(self) -> str:
         return self.name
