@@ -20,8 +20,8 @@ def redact(data: Mapping[str, Any], secret_fields: Iterable[str] = ()) -> dict[s
     named = set(secret_fields)
     out: dict[str, Any] = {}
     for key, value in data.items():
-        if key in named or _SECRET_NAME.search(key):
-            out[key] = REDACTED
+        if (key in named or _SECRET_NAME.search(key)) and not isinstance(value, bool):
+            out[key] = REDACTED  # a flag such as is_secret cannot leak the secret itself
         elif isinstance(value, Mapping):
             out[key] = redact(value, named)
         elif isinstance(value, list | tuple):

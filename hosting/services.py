@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
@@ -110,8 +110,15 @@ def docker_guarded(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _full_clean(instance, exclude: Iterable[str] = ()) -> None:
-    instance.full_clean(exclude=list(exclude), validate_constraints=True)
+def _full_clean(instance, exclude: Iterable[str] = (), unique_field: str = "") -> None:
+    """Model validation; a multi-column constraint's error is put on `unique_field`."""
+    try:
+        instance.full_clean(exclude=list(exclude), validate_constraints=True)
+    except ValidationError as exc:
+        errors = exc.message_dict
+        if unique_field and NON_FIELD_ERRORS in errors:
+            errors.setdefault(unique_field, []).extend(errors.pop(NON_FIELD_ERRORS))
+        raise ValidationError(errors) from None
 
 
 # --- hosts (staff) ------------------------------------------------------------------------
@@ -361,7 +368,7 @@ def create_site(
         fields["slug"] = slugify(fields.get("name", ""))[:40]
     site = Site(organization=org, template=template, **fields)
     limit = ResourceLimit(organization=org, site=site, **(limits or {}))
-    _full_clean(site, exclude=["host"])
+    _full_clean(site, exclude=["host"], unique_field="slug")
     _full_clean(limit, exclude=["site", "organization"])
     _validate_site(site)
     with transaction.atomic():
@@ -401,7 +408,7 @@ def update_site(site: Site, *, actor: User | None, **fields) -> Site:
         before = snapshot(site, SITE_FIELDS)
         for name, value in fields.items():
             setattr(site, name, value)
-        _full_clean(site, exclude=["host"])
+        _full_clean(site, exclude=["host"], unique_field="slug")
         _validate_site(site)
         changes = diff(before, snapshot(site, SITE_FIELDS))
         if CONTAINER_FIELDS & set(changes["after"]):
@@ -543,8 +550,12 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
                 changes=changes,
             )
         container = current_container(site)
-        if container is not None and site.observed_state == ObservedState.RUNNING:
-            engine.update_limits(site.host, container.docker_id, limits)
+        if container is not None:
+            # The engine updates stopped containers too, so a later start has the new limits.
+            try:
+                engine.update_limits(site.host, container.docker_id, limits)
+            except engine.SpecRejected:
+                Site.objects.filter(pk=site.pk).update(needs_restart=True)
     return limits
 
 
@@ -572,7 +583,7 @@ def add_domain(site: Site, *, actor: User | None, hostname: str, **fields) -> Do
         )
         if not has_any:
             domain.is_primary = True
-        _full_clean(domain, exclude=["site", "organization", "is_primary"])
+        _full_clean(domain, exclude=["site", "organization", "is_primary"], unique_field="hostname")
         if domain.is_primary:
             site.domains.filter(is_primary=True).update(is_primary=False)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
@@ -19,7 +20,9 @@ def _as_messages(value) -> list[str]:
 def _field_errors(detail) -> dict[str, list[str]]:
     if isinstance(detail, dict):
         return {
-            str(k): _as_messages(v) if not isinstance(v, dict) else [str(v)]
+            ("non_field_errors" if k == NON_FIELD_ERRORS else str(k)): (
+                _as_messages(v) if not isinstance(v, dict) else [str(v)]
+            )
             for k, v in detail.items()
         }
     return {"non_field_errors": _as_messages(detail)}

@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from accounts.api import views as accounts
 from audit.api.views import AuditLogViewSet
 from hosting.api import views as hosting
+from monitoring.api import views as monitoring
 
 ORG = r"organizations/(?P<org_slug>[-a-zA-Z0-9_]+)"
 SITE = rf"{ORG}/sites/(?P<site_slug>[-a-zA-Z0-9_]+)"
@@ -43,6 +44,17 @@ urlpatterns = [
         hosting.QuotaViewSet.as_view({"get": "retrieve"}),
         name="organization-quota",
     ),
+    path(
+        "organizations/<slug:org_slug>/sites/<slug:site_slug>/usage/",
+        monitoring.SiteUsageView.as_view(),
+        name="site-usage",
+    ),
+    path(
+        "organizations/<slug:org_slug>/usage/daily.csv",
+        monitoring.DailyUsageCsvView.as_view(),
+        name="organization-usage-csv",
+    ),
+    path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,
