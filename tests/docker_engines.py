@@ -10,6 +10,7 @@ import fcntl
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import docker
@@ -61,3 +62,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def engine_dir(endpoint: str) -> Path:
+    return Path(endpoint.removeprefix("unix://")).parent
+
+
+def stop_engine(endpoint: str) -> None:
+    """Stop one engine's dockerd (a real outage of that host)."""
+    pid = int((engine_dir(endpoint) / "docker.pid").read_text())
+    os.kill(pid, 15)
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"dockerd {pid} did not stop")
+
+
+def restart_engines() -> None:
+    """Start again whichever engine is down (bin/docker-engines start is idempotent)."""
+    global _endpoints
+    _endpoints = None
+    endpoints()
