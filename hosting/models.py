@@ -126,6 +126,10 @@ class Site(TimeStampedModel):
         default=False, help_text="Configuration changed since the container was created."
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+    webhook_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    webhook_secret = models.TextField(
+        blank=True, editable=False, help_text="Fernet-encrypted HMAC secret of the git webhook."
+    )
 
     objects = SiteQuerySet.as_manager()
 
@@ -349,6 +353,12 @@ class Container(models.Model):
         null=True, blank=True, help_text="Size of the writable layer, measured every 5 min."
     )
     disk_measured_at = models.DateTimeField(null=True, blank=True)
+    port = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Where the container answers on its host's address."
+    )
+    deployment = models.ForeignKey(
+        "Deployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     objects = ContainerQuerySet.as_manager()
 
@@ -363,3 +373,140 @@ class Container(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.host}"
+
+
+class DeploymentStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    CLONING = "cloning", "Cloning"
+    BUILDING = "building", "Building"
+    STARTING = "starting", "Starting"
+    HEALTHY = "healthy", "Healthy"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+    TIMED_OUT = "timed_out", "Timed out"
+
+
+ACTIVE_DEPLOYMENT_STATES = (
+    DeploymentStatus.CLONING,
+    DeploymentStatus.BUILDING,
+    DeploymentStatus.STARTING,
+    DeploymentStatus.HEALTHY,
+)
+FINAL_DEPLOYMENT_STATES = (
+    DeploymentStatus.SUCCEEDED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.CANCELLED,
+    DeploymentStatus.TIMED_OUT,
+)
+
+
+class DeploymentTrigger(models.TextChoices):
+    API = "api", "API or page"
+    WEBHOOK = "webhook", "Git webhook"
+    STAFF = "staff", "Staff"
+    ROLLBACK = "rollback", "Rollback"
+
+
+class Deployment(TimeStampedModel):
+    """One attempt to bring a site to a commit (seed 002 `deployments`), never stuck.
+
+    Each state change is timestamped in `transitions`; a worker heartbeat lets the reaper
+    fail a deployment whose worker died.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="deployments"
+    )
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="deployments")
+    number = models.PositiveIntegerField()
+    status = models.CharField(
+        max_length=10, choices=DeploymentStatus.choices, default=DeploymentStatus.QUEUED
+    )
+    trigger = models.CharField(max_length=10, choices=DeploymentTrigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    token_id = models.UUIDField(null=True, blank=True)
+    rollback_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    branch = models.CharField(max_length=100, blank=True)
+    commit_hash = models.CharField(max_length=64, blank=True)
+    commit_message = models.TextField(blank=True)
+    image_id = models.CharField(max_length=128, blank=True)
+    image_tag = models.CharField(max_length=255, blank=True)
+    config_snapshot = models.JSONField(default=dict, blank=True)
+    transitions = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    build_time_seconds = models.FloatField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    worker = models.CharField(max_length=100, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    log_size = models.PositiveBigIntegerField(default=0, help_text="Bytes written so far.")
+    log_archived_at = models.DateTimeField(null=True, blank=True)
+
+    objects = OrganizationScopedQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "number"], name="hosting_deployment_unique_number"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["status", "heartbeat_at"], name="deploy_status_beat_idx"),
+            models.Index(fields=["site", "status"], name="deploy_site_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site} #{self.number} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_DEPLOYMENT_STATES
+
+
+class DeploymentLogChunk(models.Model):
+    """A piece of a deployment's output; `offset` is its first byte in the whole log."""
+
+    id = models.BigAutoField(primary_key=True)
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="chunks")
+    offset = models.PositiveBigIntegerField()
+    stage = models.CharField(max_length=10)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["offset"]
+        indexes = [models.Index(fields=["deployment", "offset"], name="deploy_log_offset_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.deployment_id}@{self.offset}"
+
+
+class WebhookDelivery(models.Model):
+    """A git webhook delivery id seen for a site: the same delivery is never run twice."""
+
+    id = models.BigAutoField(primary_key=True)
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="webhook_deliveries")
+    delivery_id = models.CharField(max_length=100)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site", "delivery_id"], name="hosting_webhook_delivery_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.delivery_id

@@ -4,18 +4,25 @@ One raw list call to the engine, then a fixed number of queries whatever the con
 count: one lookup of the labelled sites, one bulk upsert, one UPDATE for rows no longer
 listed, one DELETE of rows unseen for CONTAINER_STALE_SECONDS, one UPDATE per observed state
 for the sites, one host UPDATE, and an audit row per drifted site.
+
+The listing is a snapshot taken at `now` (read before the engine is asked): rows and sites
+the panel wrote after that moment are newer than the snapshot and are left alone, so a site
+started while the engine was listing is neither marked missing nor reported as drift.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from audit import actions
@@ -41,6 +48,9 @@ UPDATED_FIELDS = [
     "created",
     "last_seen_at",
 ]
+# Containers one upsert statement carries (14 columns a row: 28,000 parameters, below
+# PostgreSQL's 65,535 and SQLite's 32,766 or more since 3.32).
+UPSERT_BATCH = 2000
 
 
 @dataclass
@@ -72,10 +82,37 @@ def _ports(raw: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+@contextmanager
+def _real_sqlite_parameter_limit() -> Iterator[None]:
+    """Let bulk_create use the SQLite library's real parameter limit, for this block.
+
+    Django 5.2 assumes SQLite's historic 999-variable limit (`max_query_params`), so a
+    14-column upsert of 500 containers became 8 statements. SQLite 3.32+ allows 32,766
+    (Debian builds 250,000); Django 6.0 reads the real limit (ticket #36143). Until then it
+    is read here and restored afterwards, so no other code sees the change.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    real = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    features = connection.features
+    had_own = "max_query_params" in vars(features)
+    saved = features.max_query_params
+    features.max_query_params = max(saved, real)
+    try:
+        yield
+    finally:
+        if had_own:
+            features.max_query_params = saved
+        else:
+            del features.max_query_params
+
+
 def sync_host(host: DockerHost) -> SyncResult:
     """Reconcile one host. Raises engine.HostUnavailable/HostError without touching rows."""
+    now = timezone.now()  # before the listing: anything written after it is newer
     listing = engine.list_containers(host)
-    now = timezone.now()
     result = SyncResult(seen=len(listing))
 
     wanted = {sid for raw in listing if (sid := _site_id(raw.get("Labels") or {}))}
@@ -115,13 +152,14 @@ def sync_host(host: DockerHost) -> SyncResult:
                 state_by_site[site_id] = (raw.get("State") or "unknown", _created(raw) or now)
 
     with transaction.atomic():
-        Container.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["host", "docker_id"],
-            update_fields=UPDATED_FIELDS,
-            batch_size=500,
-        )
+        with _real_sqlite_parameter_limit():
+            Container.objects.bulk_create(
+                rows,
+                update_conflicts=True,
+                unique_fields=["host", "docker_id"],
+                update_fields=UPDATED_FIELDS,
+                batch_size=UPSERT_BATCH,
+            )
         Container.objects.filter(host=host, last_seen_at__lt=now).exclude(
             state=ObservedState.MISSING
         ).update(state=ObservedState.MISSING, status="Not listed by the engine")
@@ -135,9 +173,11 @@ def sync_host(host: DockerHost) -> SyncResult:
             known = state if state in ObservedState.values else ObservedState.UNKNOWN
             by_state[known].append(site_id)
         for state, ids in by_state.items():
-            Site.objects.filter(pk__in=ids).exclude(observed_state=state).update(
-                observed_state=state, updated_at=now
-            )
+            # A deleted site keeps "removed" even if a leftover container still carries its
+            # labels; a site changed since the snapshot knows better than the snapshot.
+            Site.objects.alive().filter(pk__in=ids, updated_at__lt=now).exclude(
+                observed_state=state
+            ).update(observed_state=state, updated_at=now)
 
         # Drift: a live site placed here whose container the engine no longer lists. Sites
         # changed after the listing was taken (just created or restarted) are left alone.
@@ -173,9 +213,15 @@ def sync_host(host: DockerHost) -> SyncResult:
             .values_list("pk", flat=True)
         ]
 
-        DockerHost.objects.filter(pk=host.pk).update(
-            last_seen_at=now,
-            status=HostStatus.ONLINE if host.status == HostStatus.OFFLINE else host.status,
-            last_error="",
-        )
+        # Status is changed only where it is still offline: writing back the status read
+        # before the listing would undo a change staff made meanwhile (e.g. maintenance).
+        DockerHost.objects.filter(pk=host.pk).update(last_seen_at=now, last_error="")
+        if host.status == HostStatus.OFFLINE and DockerHost.objects.filter(
+            pk=host.pk, status=HostStatus.OFFLINE
+        ).update(status=HostStatus.ONLINE):
+            record(
+                actions.HOST_ONLINE,
+                target=host,
+                changes={"status": {"before": HostStatus.OFFLINE, "after": HostStatus.ONLINE}},
+            )
     return result

@@ -364,7 +364,7 @@ def test_ping_of_a_reachable_host_reports_it_online(host, staff, staff_client, m
     assert messages_of(response) == [("success", "dead: online, Docker 27.1.0")]
     host.refresh_from_db()
     assert (host.status, host.cpus, host.last_error) == (HostStatus.ONLINE, 8, "")
-    assert audits("host.ping").get().actor == staff
+    assert audits("host.online").get().actor == staff
 
 
 # --- sites ---------------------------------------------------------------------------------

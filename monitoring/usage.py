@@ -1,0 +1,208 @@
+"""The queries behind the usage API: one site's series, and an organization's daily rows.
+
+Each series is one query whatever its length: raw points straight from UsageSample, hourly
+points aggregated by the database (GROUP BY the truncated hour), daily points from the
+DailyUsage rollups. Memory and bandwidth are reported in MB of 2**20 bytes, like the limits.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from django.db.models import Avg, Count, Max, Sum
+from django.db.models.functions import TruncHour
+
+from accounts.models import Organization
+from hosting.models import Site
+from monitoring.models import DailyUsage, UsageSample
+
+MB = float(2**20)
+RAW, HOUR, DAY = "raw", "hour", "day"
+RESOLUTIONS = (RAW, HOUR, DAY)
+DEFAULT_RESOLUTION = HOUR
+# How far back `from` defaults to, and the longest range each resolution serves.
+DEFAULT_SPAN = {RAW: timedelta(hours=24), HOUR: timedelta(hours=24), DAY: timedelta(days=30)}
+MAX_SPAN = {RAW: timedelta(days=2), HOUR: timedelta(days=31), DAY: timedelta(days=366)}
+
+CSV_MAX_DAYS = 366
+CSV_DEFAULT_DAYS = 30
+CSV_COLUMNS = (
+    "date",
+    "site",
+    "avg_memory_mb",
+    "max_memory_mb",
+    "avg_cpu_percent",
+    "max_cpu_percent",
+    "total_bandwidth_mb",
+    "uptime_seconds",
+    "avg_response_time_ms",
+)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO 8601 with a Z, as DRF renders datetimes."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def _mb(value: float | int | None) -> float | None:
+    return None if value is None else _round(value / MB)
+
+
+def series(site: Site, start: datetime, end: datetime, resolution: str) -> list[dict[str, Any]]:
+    """Points of [start, end) at the resolution, oldest first (one query)."""
+    if resolution == RAW:
+        return _raw(site, start, end)
+    if resolution == HOUR:
+        return _hourly(site, start, end)
+    if resolution == DAY:
+        return _daily(site, start, end)
+    raise ValueError(f"unknown resolution {resolution!r}")
+
+
+def _raw(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    rows = (
+        UsageSample.objects.filter(site=site, timestamp__gte=start, timestamp__lt=end)
+        .order_by("timestamp")
+        .values_list("timestamp", "cpu_percent", "memory_bytes", "bandwidth_bytes")
+    )
+    return [
+        {
+            "t": iso(moment),
+            "cpu_percent": _round(cpu),
+            "cpu_percent_max": _round(cpu),
+            "memory_mb": _mb(memory),
+            "memory_mb_max": _mb(memory),
+            "bandwidth_mb": _mb(bandwidth),
+            "samples": 1,
+        }
+        for moment, cpu, memory, bandwidth in rows
+    ]
+
+
+def _hourly(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    rows = (
+        UsageSample.objects.filter(site=site, timestamp__gte=start, timestamp__lt=end)
+        .annotate(hour=TruncHour("timestamp", tzinfo=UTC))
+        .values("hour")
+        .annotate(
+            cpu=Avg("cpu_percent"),
+            cpu_max=Max("cpu_percent"),
+            memory=Avg("memory_bytes"),
+            memory_max=Max("memory_bytes"),
+            bandwidth=Sum("bandwidth_bytes"),
+            samples=Count("id"),
+        )
+        .order_by("hour")
+    )
+    return [
+        {
+            "t": iso(row["hour"]),
+            "cpu_percent": _round(row["cpu"]),
+            "cpu_percent_max": _round(row["cpu_max"]),
+            "memory_mb": _mb(row["memory"]),
+            "memory_mb_max": _mb(row["memory_max"]),
+            "bandwidth_mb": _mb(row["bandwidth"] or 0),
+            "samples": row["samples"],
+        }
+        for row in rows
+    ]
+
+
+def day_span(start: datetime, end: datetime) -> tuple[date, date]:
+    """The UTC days that overlap [start, end), as an inclusive (first, last) pair."""
+    first = start.astimezone(UTC).date()
+    last = (end.astimezone(UTC) - timedelta(microseconds=1)).date()
+    return first, last
+
+
+def _daily(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    rows = (
+        DailyUsage.objects.filter(site=site, date__range=day_span(start, end))
+        .order_by("date")
+        .values_list(
+            "date",
+            "avg_cpu_percent",
+            "max_cpu_percent",
+            "avg_memory_mb",
+            "max_memory_mb",
+            "total_bandwidth_mb",
+            "samples",
+        )
+    )
+    return [
+        {
+            "t": iso(datetime(day.year, day.month, day.day, tzinfo=UTC)),
+            "cpu_percent": _round(cpu),
+            "cpu_percent_max": _round(cpu_max),
+            "memory_mb": _round(memory),
+            "memory_mb_max": _round(memory_max),
+            "bandwidth_mb": _round(bandwidth),
+            "samples": samples,
+        }
+        for day, cpu, cpu_max, memory, memory_max, bandwidth, samples in rows
+    ]
+
+
+# --- the organization's daily CSV ----------------------------------------------------------
+
+
+def daily_rows(org: Organization, first: date, last: date):
+    """DailyUsage of every site of the organization, deleted sites included (their history
+    stays, seed 001), by date then site. A values_list queryset: iterate it in chunks."""
+    return (
+        DailyUsage.objects.filter(organization=org, date__range=(first, last))
+        .order_by("date", "site__slug", "site_id")
+        .values_list(
+            "date",
+            "site__slug",
+            "avg_memory_mb",
+            "max_memory_mb",
+            "avg_cpu_percent",
+            "max_cpu_percent",
+            "total_bandwidth_mb",
+            "uptime_seconds",
+            "avg_response_time_ms",
+        )
+    )
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return _round(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def daily_csv(org: Organization, first: date, last: date) -> Iterator[str]:
+    """The CSV text in pieces: the header, then one piece per chunk of rows (streamable)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    yield flush()
+    pending = 0
+    for row in daily_rows(org, first, last).iterator(chunk_size=2000):
+        writer.writerow([_cell(v) for v in row])
+        pending += 1
+        if pending == 500:
+            pending = 0
+            yield flush()
+    if pending:
+        yield flush()
