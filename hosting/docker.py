@@ -22,6 +22,7 @@ from hosting.models import DockerHost, ResourceLimit, Site, SiteType
 LABEL_MANAGED = "io.hostpanel.managed"
 LABEL_SITE = "io.hostpanel.site"
 LABEL_ORGANIZATION = "io.hostpanel.organization"
+LABEL_DEPLOYMENT = "io.hostpanel.deployment"
 
 # Capabilities a typical web process needs to drop root after binding its port.
 ALLOWED_CAPABILITIES = ("CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE")
@@ -181,23 +182,36 @@ def limit_kwargs(limits: ResourceLimit) -> dict[str, Any]:
 
 
 def container_spec(
-    site: Site, limits: ResourceLimit, env: dict[str, str], host: DockerHost
+    site: Site,
+    limits: ResourceLimit,
+    env: dict[str, str],
+    host: DockerHost,
+    *,
+    port: int | None = None,
+    image: str = "",
+    extra_labels: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments for `containers.create` of this site on this host."""
-    if site.site_type == SiteType.STATIC:
+    """The keyword arguments for `containers.create` of this site on this host.
+
+    `image` overrides the site's (a deployment's build); the app listens on `port` ($PORT).
+    """
+    port = port or site.internal_port
+    if image:
+        command = site.start_command or None  # the image's CMD reads $PORT
+    elif site.site_type == SiteType.STATIC:
         image = site.image or settings.HOSTPANEL_STATIC_IMAGE
-        command = site.start_command or STATIC_SITE_COMMAND.format(port=site.internal_port)
+        command = site.start_command or STATIC_SITE_COMMAND.format(port=port)
     else:
         image = site.image
         command = site.start_command or None
-    environment = {"PORT": str(site.internal_port), "HOSTPANEL_SITE": site.slug, **env}
+    environment = {**env, "PORT": str(port), "HOSTPANEL_SITE": site.slug}
     spec: dict[str, Any] = {
         "image": image,
         "command": shlex.split(command) if command else None,
         "name": f"hp-{site.organization.slug}-{site.slug}-{uuid.uuid4().hex[:8]}",
         "hostname": site.slug,
         "environment": environment,
-        "labels": site_labels(site),
+        "labels": {**site_labels(site), **(extra_labels or {})},
         "network_mode": host.network_mode,
         "restart_policy": {"Name": "unless-stopped"},
         "log_config": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
@@ -228,6 +242,11 @@ def create_and_start(host: DockerHost, spec: dict[str, Any]) -> str:
             remove(host, container.id)
             raise
         return container.id
+
+
+def image_id(host: DockerHost, tag: str) -> str:
+    with engine_call(host):
+        return client(host).api.inspect_image(tag)["Id"]
 
 
 def inspect(host: DockerHost, container_id: str) -> dict[str, Any]:

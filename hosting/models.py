@@ -126,6 +126,9 @@ class Site(TimeStampedModel):
         default=False, help_text="Configuration changed since the container was created."
     )
     deleted_at = models.DateTimeField(null=True, blank=True)
+    deployed_image = models.CharField(
+        max_length=255, blank=True, help_text="Image built by the last successful deployment."
+    )
     webhook_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     webhook_secret = models.TextField(
         blank=True, editable=False, help_text="Fernet-encrypted HMAC secret of the git webhook."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import socket
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -315,10 +316,66 @@ def site_environment(site: Site) -> dict[str, str]:
     return env
 
 
-def _run_container(site: Site) -> Container:
-    """Create and start a fresh container for the site on its host; record the row."""
+def allocate_port(site: Site) -> int:
+    """The host port a new container of the site listens on ($PORT).
+
+    With host networking every container needs a port of its own: the site's internal port
+    when no container on the host holds it, else the first free one of SITE_PORT_RANGE (a
+    deployment starts its new container beside the old one).
+    """
+    if site.host.network_mode != "host":
+        return site.internal_port
+    used = set(
+        Container.objects.filter(host=site.host, port__isnull=False)
+        .exclude(state=ObservedState.MISSING)
+        .values_list("port", flat=True)
+    )
+    if site.internal_port not in used:
+        return site.internal_port
+    low, high = settings.SITE_PORT_RANGE
+    for port in range(low, high + 1):
+        if port not in used and _port_is_free(site.host.address, port):
+            return port
+    raise NoHostAvailable(f"No free port left on {site.host.name} in {low}-{high}.")
+
+
+def _port_is_free(address: str, port: int) -> bool:
+    """Only a loopback host can be probed from here; others are trusted to the database."""
+    if not address.startswith("127."):
+        return True
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def _run_container(
+    site: Site,
+    *,
+    image: str = "",
+    deployment=None,
+    env: dict[str, str] | None = None,
+    limits: ResourceLimit | None = None,
+) -> Container:
+    """Create and start a fresh container for the site on its host; record the row.
+
+    `env` and `limits` override the site's own (a rollback runs its snapshot's).
+    """
     host = site.host
-    spec = engine.container_spec(site, site.limits, site_environment(site), host)
+    port = allocate_port(site)
+    extra = {engine.LABEL_DEPLOYMENT: str(deployment.pk)} if deployment is not None else {}
+    spec = engine.container_spec(
+        site,
+        limits or site.limits,
+        site_environment(site) if env is None else env,
+        host,
+        port=port,
+        image=image or site.deployed_image,
+        extra_labels=extra,
+    )
     docker_id = engine.create_and_start(host, spec)
     try:
         return Container.objects.create(
@@ -331,6 +388,8 @@ def _run_container(site: Site) -> Container:
             status="Up",
             labels=spec["labels"],
             created=timezone.now(),
+            port=port,
+            deployment=deployment,
         )
     except Exception:
         engine.remove(host, docker_id)

@@ -91,3 +91,31 @@ def restore_site(self, site_id: str) -> str:
         else:
             return "restarted"
     raise self.retry(exc=error, countdown=backoff(self.request.retries))
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def run_deployment(self, deployment_id: str) -> str:
+    """Run one deployment. Redelivery is harmless: only the worker that claims it runs it."""
+    from hosting import deployments
+
+    return deployments.execute(deployment_id, worker=self.request.hostname or "")
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reap_deployments() -> dict:
+    from hosting import deployments
+
+    with claim(
+        "hosting.reap_deployments", ttl=timedelta(minutes=2), min_interval=timedelta(seconds=45)
+    ) as mine:
+        return deployments.reap() if mine else {}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def trim_deployment_logs() -> int:
+    from hosting import deployments
+
+    with claim(
+        "hosting.trim_deployment_logs", ttl=timedelta(hours=1), min_interval=timedelta(hours=5)
+    ) as mine:
+        return deployments.trim_old_logs() if mine else 0

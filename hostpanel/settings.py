@@ -260,6 +260,8 @@ CELERY_BEAT_SCHEDULE = {
     "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),
     "rollup-daily": _every(3600, "monitoring.tasks.rollup_recent_days"),
     "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
+    "reap-deployments": _every(60, "hosting.tasks.reap_deployments"),
+    "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
 }
 
 # --- Misc -----------------------------------------------------------------------------
@@ -301,6 +303,21 @@ ENV_ENCRYPTION_KEYS = env.list("ENV_ENCRYPTION_KEYS", default=[]) or [_secret("E
 DOCKER_TIMEOUT_SECONDS = env.int("DOCKER_TIMEOUT_SECONDS", default=30)
 # Image that serves static sites (runs `httpd -f -p $PORT -h /www`, as busybox does).
 HOSTPANEL_STATIC_IMAGE = env.str("HOSTPANEL_STATIC_IMAGE", default="busybox:stable")
+# Deployments: builds are bounded so a bad build cannot take a host down.
+DEPLOY_BUILD_MEMORY_MB = env.int("DEPLOY_BUILD_MEMORY_MB", default=1024)
+DEPLOY_BUILD_CPU_PERCENT = env.int("DEPLOY_BUILD_CPU_PERCENT", default=100)
+DEPLOY_BUILD_TIMEOUT_SECONDS = env.int("DEPLOY_BUILD_TIMEOUT_SECONDS", default=600)
+DEPLOY_CLONE_TIMEOUT_SECONDS = env.int("DEPLOY_CLONE_TIMEOUT_SECONDS", default=120)
+DEPLOY_HEALTH_TIMEOUT_SECONDS = env.int("DEPLOY_HEALTH_TIMEOUT_SECONDS", default=60)
+# A running deployment whose worker has not beaten for this long is failed by the reaper.
+DEPLOY_HEARTBEAT_SECONDS = env.int("DEPLOY_HEARTBEAT_SECONDS", default=10)
+DEPLOY_STALE_SECONDS = env.int("DEPLOY_STALE_SECONDS", default=180)
+DEPLOY_LOG_MAX_BYTES = env.int("DEPLOY_LOG_MAX_BYTES", default=1024 * 1024)
+DEPLOY_LOG_RETENTION_DAYS = env.int("DEPLOY_LOG_RETENTION_DAYS", default=90)
+# file:// repositories read the worker's own disk: for tests and trusted single-tenant setups.
+DEPLOY_ALLOW_FILE_REPOSITORIES = env.bool("DEPLOY_ALLOW_FILE_REPOSITORIES", default=False)
+# Host ports given to site containers in host network mode (two per site during a deploy).
+SITE_PORT_RANGE = (env.int("SITE_PORT_MIN", default=20000), env.int("SITE_PORT_MAX", default=29999))
 # Quotas a new organization starts with; staff change them per organization.
 DEFAULT_QUOTA = {
     "max_sites": env.int("QUOTA_MAX_SITES", default=10),

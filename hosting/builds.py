@@ -1,0 +1,147 @@
+"""Image builds on a site's host, bounded in CPU, memory and time (caprover#1399, #2092).
+
+The docker CLI runs the build (classic builder, which honours --memory and --cpu-quota and
+stops the build when the client goes away), so a cancel or a timeout is a kill of one
+process group: nothing keeps building behind our back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from django.conf import settings
+
+from hosting.models import DockerHost, Site, SiteType
+
+GENERATED_DOCKERFILE = "Dockerfile.hostpanel"
+
+
+class BuildFailed(Exception):
+    pass
+
+
+class BuildCancelled(Exception):
+    pass
+
+
+class BuildTimedOut(Exception):
+    pass
+
+
+def docker_cli(host: DockerHost) -> list[str]:
+    cmd = ["docker", "-H", host.endpoint]
+    if host.tls_client_cert:
+        cmd += [
+            "--tlsverify",
+            f"--tlscert={host.tls_client_cert}",
+            f"--tlskey={host.tls_client_key}",
+        ]
+        if host.tls_ca_cert:
+            cmd.append(f"--tlscacert={host.tls_ca_cert}")
+    return cmd
+
+
+def dockerfile_for(site: Site, context: Path) -> str:
+    """The repository's Dockerfile, or one generated from the site type. Returns its name."""
+    if (context / "Dockerfile").is_file():
+        return "Dockerfile"
+    if site.site_type == SiteType.STATIC:
+        lines = [
+            f"FROM {settings.HOSTPANEL_STATIC_IMAGE}",
+            "COPY . /www",
+            'CMD ["sh", "-c", "exec httpd -f -p ${PORT} -h /www"]',
+        ]
+    else:
+        if not site.image:
+            raise BuildFailed("The site has no Dockerfile and no base image to build on.")
+        lines = [f"FROM {site.image}", "WORKDIR /app", "COPY . /app"]
+        if site.build_command:
+            lines.append(f"RUN {site.build_command}")
+        if site.start_command:
+            lines.append(f'CMD ["sh", "-c", {json.dumps(site.start_command)}]')
+    (context / GENERATED_DOCKERFILE).write_text("\n".join(lines) + "\n")
+    return GENERATED_DOCKERFILE
+
+
+def build(
+    host: DockerHost,
+    context: Path,
+    dockerfile: str,
+    tag: str,
+    *,
+    labels: dict[str, str],
+    on_output: Callable[[str], None],
+    should_cancel: Callable[[], bool],
+    timeout: float,
+) -> None:
+    """Run the build, streaming its output; raise BuildFailed/Cancelled/TimedOut."""
+    cpu_quota = int(settings.DEPLOY_BUILD_CPU_PERCENT * 1000)
+    cmd = [
+        *docker_cli(host),
+        "build",
+        "--rm",
+        "--force-rm",
+        "--network",
+        "none",
+        "--memory",
+        f"{settings.DEPLOY_BUILD_MEMORY_MB}m",
+        "--memory-swap",
+        f"{settings.DEPLOY_BUILD_MEMORY_MB}m",
+        "--cpu-period",
+        "100000",
+        "--cpu-quota",
+        str(cpu_quota),
+        "-f",
+        str(context / dockerfile),
+        "-t",
+        tag,
+    ]
+    for key, value in labels.items():
+        cmd += ["--label", f"{key}={value}"]
+    cmd.append(str(context))
+    env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+    proc = subprocess.Popen(  # noqa: S603 (arguments, not a shell)
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    pending = b""
+    try:
+        while True:
+            if should_cancel():
+                raise BuildCancelled("The deployment was cancelled during the build.")
+            if time.monotonic() > deadline:
+                raise BuildTimedOut(f"The build took longer than {timeout:.0f}s.")
+            if not selector.select(timeout=0.5):
+                continue
+            data = os.read(proc.stdout.fileno(), 65536)
+            if not data:
+                break
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_output(line.decode(errors="replace") + "\n")
+        if pending:
+            on_output(pending.decode(errors="replace"))
+        if proc.wait(timeout=30) != 0:
+            raise BuildFailed(f"docker build exited with status {proc.returncode}.")
+    finally:
+        selector.close()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        proc.stdout.close()

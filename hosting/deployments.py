@@ -1,0 +1,630 @@
+"""Deployments: git to a running site, zero downtime, and never stuck.
+
+Lifecycle: queued → cloning → building → starting → healthy → succeeded, or failed /
+cancelled / timed_out. Every transition is a conditional UPDATE from the state we expect,
+timestamped in `transitions` and audited, so a cancel or the reaper racing the runner can
+never be overwritten. One deployment per site runs at a time; later requests queue in
+order (each is a commit someone asked for; silently superseding one would hide it). A
+heartbeat thread proves the worker is alive; the reaper fails deployments whose worker died
+and re-sends queued ones whose message was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from accounts.models import User
+from audit import actions
+from audit.services import record
+from hosting import builds, crypto, git, services
+from hosting import docker as engine
+from hosting.models import (
+    ACTIVE_DEPLOYMENT_STATES,
+    FINAL_DEPLOYMENT_STATES,
+    Container,
+    Deployment,
+    DeploymentLogChunk,
+    DeploymentStatus,
+    DeploymentTrigger,
+    DesiredState,
+    EnvironmentVariable,
+    ObservedState,
+    ResourceLimit,
+    Site,
+)
+
+log = logging.getLogger(__name__)
+S = DeploymentStatus
+SNAPSHOT_SITE_FIELDS = ("start_command", "internal_port", "health_check_path", "build_command")
+
+
+class DeploymentAborted(Exception):
+    """The deployment was cancelled or reaped while this worker ran it."""
+
+
+# --- requests ------------------------------------------------------------------------------
+
+
+def request_deployment(
+    site: Site,
+    *,
+    actor: User | None,
+    trigger: str,
+    token_id: str | None = None,
+    branch: str = "",
+    rollback_of: Deployment | None = None,
+) -> Deployment:
+    """Queue a deployment; the worker picks it up after the transaction commits."""
+    if site.is_deleted:
+        raise ValidationError({"site": "This site has been deleted."})
+    if rollback_of is None and not site.repository_url:
+        raise ValidationError({"repository_url": "Set the site's repository URL first."})
+    branch = branch or site.branch
+    if rollback_of is None:
+        try:
+            git.check_url(site.repository_url)
+            git.check_branch(branch)
+        except git.CloneError as exc:
+            raise ValidationError({"repository_url": str(exc)}) from None
+    with transaction.atomic():
+        site = Site.objects.select_for_update(of=("self",)).get(pk=site.pk)
+        number = (site.deployments.aggregate(n=Max("number"))["n"] or 0) + 1
+        deployment = Deployment.objects.create(
+            organization=site.organization,
+            site=site,
+            number=number,
+            trigger=trigger,
+            triggered_by=actor if actor is not None and actor.is_authenticated else None,
+            token_id=token_id,
+            branch=rollback_of.branch if rollback_of else branch,
+            rollback_of=rollback_of,
+            transitions=[{"status": S.QUEUED, "at": timezone.now().isoformat()}],
+        )
+        record(
+            actions.DEPLOYMENT_CREATE,
+            actor=actor,
+            organization=site.organization,
+            target=deployment,
+            changes={
+                "trigger": trigger,
+                "branch": deployment.branch,
+                "rollback_of": str(rollback_of.pk) if rollback_of else None,
+            },
+        )
+        transaction.on_commit(lambda: _enqueue(deployment.pk))
+    return deployment
+
+
+def request_rollback(target: Deployment, *, actor: User | None, token_id=None) -> Deployment:
+    """Redeploy an earlier success: its image and its configuration, as a new deployment."""
+    if target.status != S.SUCCEEDED or not target.image_tag or not target.config_snapshot:
+        raise ValidationError(
+            {"deployment": "Only a succeeded deployment with a kept image can be rolled back to."}
+        )
+    return request_deployment(
+        target.site,
+        actor=actor,
+        trigger=DeploymentTrigger.ROLLBACK,
+        token_id=token_id,
+        rollback_of=target,
+    )
+
+
+def _enqueue(deployment_id) -> None:
+    from hosting.tasks import run_deployment
+
+    run_deployment.delay(str(deployment_id))
+
+
+def cancel(deployment: Deployment, *, actor: User | None) -> Deployment:
+    """Cancel in any state: a queued one at once, a running one at its next checkpoint."""
+    with transaction.atomic():
+        deployment = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if deployment.is_final:
+            raise ValidationError(
+                {"deployment": f"This deployment has already ended ({deployment.status})."}
+            )
+        record(
+            actions.DEPLOYMENT_CANCEL,
+            actor=actor,
+            organization=deployment.organization,
+            target=deployment,
+            changes={"status": deployment.status},
+        )
+        if deployment.status == S.QUEUED:
+            _transition(deployment, S.QUEUED, S.CANCELLED, error="Cancelled before it started.")
+        else:
+            Deployment.objects.filter(pk=deployment.pk).update(cancel_requested=True)
+    deployment.refresh_from_db()
+    if deployment.status == S.CANCELLED:
+        transaction.on_commit(lambda: kick_site_queue(deployment.site_id))
+    return deployment
+
+
+# --- state changes ---------------------------------------------------------------------------
+
+
+def _transition(deployment: Deployment, expected, new: str, *, error: str = "", **fields) -> bool:
+    """Move from `expected` (a state or tuple of states) to `new`, if still there. Audited."""
+    expected = (expected,) if isinstance(expected, str) else tuple(expected)
+    now = timezone.now()
+    with transaction.atomic():
+        current = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        if current.status not in expected:
+            return False
+        current.transitions = [*current.transitions, {"status": new, "at": now.isoformat()}]
+        current.status = new
+        if error:
+            current.error = error[:5000]
+        if new in FINAL_DEPLOYMENT_STATES:
+            current.finished_at = now
+        for name, value in fields.items():
+            setattr(current, name, value)
+        current.save()
+        record(
+            actions.DEPLOYMENT_FINISH
+            if new in FINAL_DEPLOYMENT_STATES
+            else actions.DEPLOYMENT_PROGRESS,
+            organization=current.organization,
+            target=current,
+            changes={
+                "status": {
+                    "before": expected[0] if len(expected) == 1 else str(list(expected)),
+                    "after": new,
+                },
+                **({"error": error[:500]} if error else {}),
+            },
+        )
+    deployment.__dict__.update(current.__dict__)
+    return True
+
+
+# --- logs -------------------------------------------------------------------------------------
+
+
+class LogWriter:
+    """Buffers output and writes it as chunks; keeps at most DEPLOY_LOG_MAX_BYTES, the tail."""
+
+    def __init__(self, deployment: Deployment):
+        self.deployment = deployment
+        self.stage = "queued"
+        self.buffer: list[str] = []
+        self.buffered = 0
+        self.last_flush = time.monotonic()
+        self.lock = threading.Lock()
+
+    def write(self, text: str) -> None:
+        with self.lock:
+            self.buffer.append(text)
+            self.buffered += len(text)
+            if self.buffered >= 4096 or time.monotonic() - self.last_flush > 0.5:
+                self._flush()
+
+    def set_stage(self, stage: str) -> None:
+        """Output so far belongs to the previous stage: write it out under that name."""
+        self.flush()
+        self.stage = stage
+
+    def line(self, text: str) -> None:
+        self.write(text.rstrip("\n") + "\n")
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.buffer:
+            return
+        text, self.buffer, self.buffered = "".join(self.buffer), [], 0
+        append_log(self.deployment, self.stage, text)
+
+
+def append_log(deployment: Deployment, stage: str, text: str) -> None:
+    size = len(text.encode())
+    with transaction.atomic():
+        offset = (
+            Deployment.objects.select_for_update()
+            .values_list("log_size", flat=True)
+            .get(pk=deployment.pk)
+        )
+        DeploymentLogChunk.objects.create(
+            deployment_id=deployment.pk, offset=offset, stage=stage, text=text
+        )
+        Deployment.objects.filter(pk=deployment.pk).update(log_size=F("log_size") + size)
+        keep_from = offset + size - settings.DEPLOY_LOG_MAX_BYTES
+        if keep_from > 0:
+            # Bounded: drop the oldest chunks that end before the kept tail starts.
+            old = DeploymentLogChunk.objects.filter(
+                deployment_id=deployment.pk, offset__lt=keep_from
+            ).order_by("offset")
+            ids = list(old.values_list("pk", "offset", "text"))
+            doomed = [pk for pk, start, body in ids if start + len(body.encode()) <= keep_from]
+            DeploymentLogChunk.objects.filter(pk__in=doomed).delete()
+
+
+def read_log(deployment: Deployment, after: int = -1) -> dict[str, Any]:
+    """Chunks starting after byte `after`, for polling; `truncated` when the head was trimmed."""
+    chunks = list(
+        DeploymentLogChunk.objects.filter(deployment=deployment, offset__gt=after)
+        .order_by("offset")
+        .values("offset", "stage", "text")
+    )
+    first = DeploymentLogChunk.objects.filter(deployment=deployment).order_by("offset").first()
+    return {
+        "chunks": chunks,
+        "next_after": chunks[-1]["offset"] if chunks else after,
+        "truncated_before": first.offset if first is not None and first.offset > 0 else 0,
+    }
+
+
+# --- the pipeline ---------------------------------------------------------------------------
+
+
+class Heartbeat(threading.Thread):
+    """Proves the worker is alive while a deployment runs; stops on abort."""
+
+    def __init__(self, deployment_id):
+        super().__init__(daemon=True)
+        self.deployment_id = deployment_id
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from django.db import connection
+
+        try:
+            while not self.stopped.wait(settings.DEPLOY_HEARTBEAT_SECONDS):
+                Deployment.objects.filter(
+                    pk=self.deployment_id, status__in=ACTIVE_DEPLOYMENT_STATES
+                ).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _claim(deployment: Deployment, worker: str) -> bool:
+    """Start it if it is queued, it is the site's oldest queued one, and none is running."""
+    with transaction.atomic():
+        site = Site.objects.select_for_update(of=("self",)).get(pk=deployment.site_id)
+        siblings = site.deployments.exclude(pk=deployment.pk)
+        if siblings.filter(status__in=ACTIVE_DEPLOYMENT_STATES).exists():
+            return False
+        if siblings.filter(status=S.QUEUED, number__lt=deployment.number).exists():
+            return False
+        now = timezone.now()
+        return _transition(
+            deployment, S.QUEUED, S.CLONING, started_at=now, heartbeat_at=now, worker=worker[:100]
+        )
+
+
+def _checkpoint(deployment: Deployment) -> None:
+    current = Deployment.objects.filter(pk=deployment.pk).values("status", "cancel_requested").get()
+    if current["cancel_requested"]:
+        raise DeploymentAborted("cancelled")
+    if current["status"] != deployment.status:
+        raise DeploymentAborted(f"moved to {current['status']} by someone else")
+
+
+def _snapshot(site: Site) -> dict[str, Any]:
+    """The configuration a deployment runs with: restored as a whole by a rollback."""
+    limits = ResourceLimit.objects.get(site=site)
+    return {
+        "site": {name: getattr(site, name) for name in SNAPSHOT_SITE_FIELDS},
+        "limits": {name: getattr(limits, name) for name in services.LIMIT_FIELDS},
+        # Values as stored: secrets stay encrypted in the snapshot.
+        "env": [
+            {"key": v.key, "value": v.value, "is_secret": v.is_secret}
+            for v in site.env_vars.order_by("key")
+        ],
+    }
+
+
+def _apply_snapshot(site: Site, snapshot: dict[str, Any]) -> None:
+    """Put a snapshot's configuration back on the site (inside the switch transaction)."""
+    for name, value in snapshot["site"].items():
+        setattr(site, name, value)
+    site.save(update_fields=[*snapshot["site"], "updated_at"])
+    ResourceLimit.objects.filter(site=site).update(**snapshot["limits"], updated_at=timezone.now())
+    site.env_vars.all().delete()
+    EnvironmentVariable.objects.bulk_create(
+        EnvironmentVariable(organization_id=site.organization_id, site=site, **var)
+        for var in snapshot["env"]
+    )
+
+
+def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> None:
+    """GET the health path of the new container until it answers < 400, or give up."""
+    url = f"http://{site.host.address}:{container.port}{site.health_check_path or '/'}"
+    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
+    last = "no answer"
+    while time.monotonic() < deadline:
+        _checkpoint(deployment)
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status < 400:
+                    return
+                last = f"HTTP {response.status}"
+        except urllib.error.HTTPError as exc:
+            last = f"HTTP {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        if engine.state_of(site.host, container.docker_id) not in ("running", "restarting"):
+            raise builds.BuildFailed(f"The new container stopped before it was healthy ({last}).")
+        time.sleep(0.3)
+    raise builds.BuildFailed(
+        f"The health check {url} failed for {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s: {last}."
+    )
+
+
+def execute(deployment_id, worker: str = "") -> str:
+    """Run one deployment to its end. Safe to call twice: only the claimer proceeds."""
+    deployment = (
+        Deployment.objects.select_related("site__organization", "site__host", "rollback_of")
+        .filter(pk=deployment_id)
+        .first()
+    )
+    if deployment is None:
+        return "gone"
+    if not _claim(deployment, worker):
+        return f"not started ({deployment.status})"
+    site = deployment.site
+    out = LogWriter(deployment)
+    heartbeat = Heartbeat(deployment.pk)
+    heartbeat.start()
+    workdir = Path(tempfile.mkdtemp(prefix="hp-deploy-"))
+    try:
+        _run_pipeline(deployment, site, out, workdir)
+        return deployment.status
+    except DeploymentAborted as exc:
+        out.line(f"==> stopped: {exc}")
+        if deployment.status not in FINAL_DEPLOYMENT_STATES:
+            _transition(
+                deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error="Cancelled while running."
+            )
+        return "cancelled"
+    except builds.BuildCancelled as exc:
+        out.line(f"==> {exc}")
+        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error=str(exc))
+        return "cancelled"
+    except builds.BuildTimedOut as exc:
+        out.line(f"==> {exc}")
+        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.TIMED_OUT, error=str(exc))
+        return "timed_out"
+    except (
+        git.CloneError,
+        builds.BuildFailed,
+        engine.HostUnavailable,
+        engine.HostError,
+        engine.SpecRejected,
+        services.NoHostAvailable,
+        ValidationError,
+    ) as exc:
+        out.line(f"==> failed: {exc}")
+        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.FAILED, error=str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("deployment %s crashed", deployment.pk)
+        out.line(f"==> failed: internal error ({exc.__class__.__name__})")
+        _transition(
+            deployment,
+            ACTIVE_DEPLOYMENT_STATES,
+            S.FAILED,
+            error=f"Internal error: {exc.__class__.__name__}",
+        )
+        return "failed"
+    finally:
+        heartbeat.stop()
+        out.flush()
+        shutil.rmtree(workdir, ignore_errors=True)
+        deployment.refresh_from_db()
+        if deployment.status != S.SUCCEEDED:
+            _remove_unswitched_containers(deployment)
+        transaction.on_commit(lambda: kick_site_queue(site.pk))
+
+
+def _remove_unswitched_containers(deployment: Deployment) -> None:
+    """A failed or cancelled deployment leaves nothing running: the old one keeps serving."""
+    for container in Container.objects.filter(deployment=deployment).select_related("host"):
+        try:
+            engine.remove(container.host, container.docker_id)
+        except (engine.HostUnavailable, engine.HostError):
+            log.warning("could not remove container %s of failed deployment", container.docker_id)
+            continue
+        container.delete()
+
+
+def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: Path):
+    started = time.monotonic()
+    rollback_of = deployment.rollback_of
+    if rollback_of is not None:
+        out.set_stage("cloning")
+        out.line(f"==> rollback to deployment #{rollback_of.number} ({rollback_of.commit_hash})")
+        Deployment.objects.filter(pk=deployment.pk).update(
+            commit_hash=rollback_of.commit_hash,
+            commit_message=rollback_of.commit_message,
+            image_tag=rollback_of.image_tag,
+            image_id=rollback_of.image_id,
+        )
+        deployment.refresh_from_db()
+        snapshot = rollback_of.config_snapshot
+        _transition(deployment, S.CLONING, S.BUILDING)
+    else:
+        out.set_stage("cloning")
+        out.line(f"==> cloning {site.repository_url} ({deployment.branch})")
+        checkout = git.clone(
+            site.repository_url,
+            deployment.branch,
+            workdir / "src",
+            settings.DEPLOY_CLONE_TIMEOUT_SECONDS,
+        )
+        out.line(checkout.output)
+        subject = checkout.message.splitlines()[0] if checkout.message else ""
+        out.line(f"==> commit {checkout.commit}: {subject}")
+        Deployment.objects.filter(pk=deployment.pk).update(
+            commit_hash=checkout.commit, commit_message=checkout.message
+        )
+        _checkpoint(deployment)
+        _transition(deployment, S.CLONING, S.BUILDING)
+        out.set_stage("building")
+        context = workdir / "src"
+        dockerfile = builds.dockerfile_for(site, context)
+        tag = f"hostpanel/{site.organization.slug}-{site.slug}:{deployment.number}"
+        out.line(f"==> building {tag} from {dockerfile}")
+        build_started = time.monotonic()
+        builds.build(
+            site.host,
+            context,
+            dockerfile,
+            tag,
+            labels={engine.LABEL_SITE: str(site.pk), engine.LABEL_DEPLOYMENT: str(deployment.pk)},
+            on_output=out.write,
+            should_cancel=lambda: Deployment.objects.filter(
+                pk=deployment.pk, cancel_requested=True
+            ).exists(),
+            timeout=settings.DEPLOY_BUILD_TIMEOUT_SECONDS,
+        )
+        image_id = engine.image_id(site.host, tag)
+        Deployment.objects.filter(pk=deployment.pk).update(
+            image_tag=tag,
+            image_id=image_id,
+            build_time_seconds=round(time.monotonic() - build_started, 3),
+        )
+        deployment.refresh_from_db()
+        snapshot = _snapshot(site)
+    _checkpoint(deployment)
+    _transition(deployment, S.BUILDING, S.STARTING, config_snapshot=snapshot)
+    out.set_stage("starting")
+
+    # The new container runs beside the old one, with the snapshot's configuration; the
+    # site's own rows change only at the switch, so a failure leaves them as they were.
+    site = Site.objects.select_related("organization", "host").get(pk=site.pk)
+    env = limits = None
+    if rollback_of is not None:
+        for name, value in snapshot["site"].items():
+            setattr(site, name, value)
+        limits = ResourceLimit(**snapshot["limits"])
+        env = {
+            v["key"]: crypto.decrypt(v["value"]) if v["is_secret"] else v["value"]
+            for v in snapshot["env"]
+        }
+    with transaction.atomic():
+        new = services._run_container(
+            site, image=deployment.image_tag, deployment=deployment, env=env, limits=limits
+        )
+    out.line(f"==> started {new.name} on port {new.port}; waiting for {site.health_check_path}")
+    _wait_healthy(site, new, deployment)
+    _transition(deployment, S.STARTING, S.HEALTHY)
+    out.set_stage("switching")
+    out.line("==> healthy; switching traffic and stopping the old container")
+
+    with transaction.atomic():
+        site = (
+            Site.objects.select_for_update(of=("self",))
+            .select_related("organization", "host")
+            .get(pk=site.pk)
+        )
+        _checkpoint(deployment)
+        if rollback_of is not None:
+            _apply_snapshot(site, snapshot)
+        for old in site.containers.exclude(pk=new.pk).select_related("host"):
+            engine.remove(old.host, old.docker_id)
+            old.delete()
+        site.deployed_image = deployment.image_tag
+        site.desired_state = DesiredState.RUNNING
+        site.observed_state = ObservedState.RUNNING
+        site.needs_restart = False
+        site.save(
+            update_fields=[
+                "deployed_image",
+                "desired_state",
+                "observed_state",
+                "needs_restart",
+                "updated_at",
+            ]
+        )
+        _transition(
+            deployment,
+            S.HEALTHY,
+            S.SUCCEEDED,
+            build_time_seconds=deployment.build_time_seconds
+            or round(time.monotonic() - started, 3),
+        )
+    out.line(f"==> deployment #{deployment.number} succeeded")
+    return new
+
+
+# --- the queue, the reaper, old logs -------------------------------------------------------
+
+
+def kick_site_queue(site_id) -> None:
+    """Send the site's oldest queued deployment to a worker (when none is running)."""
+    nxt = Deployment.objects.filter(site_id=site_id, status=S.QUEUED).order_by("number").first()
+    if (
+        nxt is not None
+        and not Deployment.objects.filter(
+            site_id=site_id, status__in=ACTIVE_DEPLOYMENT_STATES
+        ).exists()
+    ):
+        _enqueue(nxt.pk)
+
+
+def reap(now=None) -> dict[str, int]:
+    """Fail running deployments whose worker stopped beating; re-send forgotten queued ones."""
+    now = now or timezone.now()
+    stale = now - timedelta(seconds=settings.DEPLOY_STALE_SECONDS)
+    reaped = 0
+    for deployment in Deployment.objects.filter(
+        status__in=ACTIVE_DEPLOYMENT_STATES, heartbeat_at__lt=stale
+    ):
+        if _transition(
+            deployment,
+            ACTIVE_DEPLOYMENT_STATES,
+            S.FAILED,
+            error="The worker running this deployment stopped responding.",
+        ):
+            _remove_unswitched_containers(deployment)
+            reaped += 1
+    kicked = 0
+    waiting = (
+        Deployment.objects.filter(status=S.QUEUED, created_at__lt=stale)
+        .values_list("site_id", flat=True)
+        .distinct()
+    )
+    for site_id in set(waiting):
+        kick_site_queue(site_id)
+        kicked += 1
+    return {"reaped": reaped, "kicked": kicked}
+
+
+def trim_old_logs(now=None) -> int:
+    """Seed 002: build logs of deployments finished over DEPLOY_LOG_RETENTION_DAYS ago go;
+    the last chunk (the tail, where the verdict is) is kept."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.DEPLOY_LOG_RETENTION_DAYS)
+    trimmed = 0
+    for deployment in Deployment.objects.filter(
+        finished_at__lt=cutoff, log_archived_at__isnull=True
+    ):
+        last = deployment.chunks.order_by("-offset").values_list("pk", flat=True).first()
+        with transaction.atomic():
+            deployment.chunks.exclude(pk=last).delete()
+            Deployment.objects.filter(pk=deployment.pk).update(log_archived_at=now)
+        trimmed += 1
+    return trimmed
