@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as pages
+from hosting import views as site_pages
 
 handler404 = "hostpanel.api.exceptions.json_not_found"
 handler500 = "hostpanel.api.exceptions.json_server_error"
@@ -11,6 +12,8 @@ urlpatterns = [
     path("login/", pages.ThrottledLoginView.as_view(), name="login"),
     path("logout/", pages.LogoutView.as_view(), name="logout"),
     path("register/", pages.register, name="register"),
+    path("o/<slug:org_slug>/", site_pages.site_list, name="site-list"),
+    path("o/<slug:org_slug>/sites/<slug:site_slug>/", site_pages.site_detail, name="site-detail"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("hostpanel.api.urls", "api"), namespace="api")),
 ]
