@@ -30,4 +30,4 @@ RUN mkdir -p "$HOSTPANEL_VAR_DIR" \
 USER hostpanel
 EXPOSE 8000
 CMD ["gunicorn", "hostpanel.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", \
-     "--access-logfile", "-"]
+     "--worker-class", "gthread", "--threads", "8", "--access-logfile", "-"]

@@ -17,13 +17,16 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyInline, ServiceModelAdmin, ServiceRefused, refusal_message
 from accounts.models import Organization
-from hosting import crypto, services
+from hosting import crypto, deployments, services
 from hosting import docker as engine
 from hosting.models import (
     Container,
+    Deployment,
+    DeploymentTrigger,
     DockerHost,
     Domain,
     EnvironmentVariable,
@@ -559,3 +562,172 @@ class ContainerAdmin(ViewOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("host", "site__organization")
+
+
+# --- deployments ----------------------------------------------------------------------------
+
+LOG_TAIL_BYTES = 20 * 1024
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(ViewOnlyAdmin):
+    """Deployments are requested by tenants, webhooks or the “Redeploy” action; read-only here.
+
+    The page shows the end of the log. The configuration snapshot is summarised: variable
+    names only, never values (secret ones are encrypted, plain ones are the tenant's)."""
+
+    list_display = (
+        "site",
+        "number",
+        "status",
+        "trigger",
+        "short_commit",
+        "created_at",
+        "finished_at",
+    )
+    list_filter = ("status", "trigger")
+    search_fields = ("site__slug", "organization__slug", "commit_hash", "branch")
+    list_select_related = ("site__organization",)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "site",
+                    "organization",
+                    "number",
+                    "status",
+                    "trigger",
+                    "triggered_by",
+                    "token_id",
+                    "rollback_of",
+                    "error",
+                    "cancel_requested",
+                )
+            },
+        ),
+        (
+            "Source and image",
+            {
+                "fields": (
+                    "branch",
+                    "commit_hash",
+                    "commit_message",
+                    "image_tag",
+                    "image_id",
+                    "build_time_seconds",
+                    "configuration",
+                )
+            },
+        ),
+        (
+            "Progress",
+            {
+                "fields": (
+                    "created_at",
+                    "started_at",
+                    "finished_at",
+                    "heartbeat_at",
+                    "worker",
+                    "transition_list",
+                )
+            },
+        ),
+        ("Log", {"fields": ("log_size", "log_archived_at", "log_tail")}),
+    )
+    readonly_fields = tuple(name for _, opts in fieldsets for name in opts["fields"])
+    actions = ("cancel_deployments", "redeploy")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .select_related(
+                "site__organization",
+                "organization",
+                "triggered_by",
+                "rollback_of__site__organization",
+            )
+        )
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm("hosting.change_deployment")
+
+    def has_redeploy_permission(self, request):
+        return request.user.is_staff and request.user.has_perm("hosting.add_deployment")
+
+    @admin.display(description="commit", ordering="commit_hash")
+    def short_commit(self, obj):
+        return obj.commit_hash[:12] or "—"
+
+    @admin.display(description="transitions")
+    def transition_list(self, obj):
+        rows = [(t.get("status", "?"), t.get("at", "")) for t in obj.transitions or []]
+        if not rows:
+            return "—"
+        return format_html("<pre>{}</pre>", "\n".join(f"{at}  {status}" for status, at in rows))
+
+    @admin.display(description="configuration snapshot")
+    def configuration(self, obj):
+        snapshot = obj.config_snapshot or {}
+        if not snapshot:
+            return "—"
+        lines = [f"{k}: {v}" for k, v in (snapshot.get("site") or {}).items()]
+        lines += [f"limits.{k}: {v}" for k, v in (snapshot.get("limits") or {}).items()]
+        keys = [
+            f"{var.get('key')}{' (secret)' if var.get('is_secret') else ''}"
+            for var in snapshot.get("env") or []
+        ]
+        lines.append(f"env: {', '.join(keys) or '—'} (values are not shown)")
+        return format_html("<pre>{}</pre>", "\n".join(lines))
+
+    @admin.display(description=f"log (last {LOG_TAIL_BYTES // 1024} KB)")
+    def log_tail(self, obj):
+        parts, size = [], 0
+        for text in obj.chunks.order_by("-offset").values_list("text", flat=True).iterator():
+            parts.append(text)
+            size += len(text.encode())
+            if size >= LOG_TAIL_BYTES:
+                break
+        text = "".join(reversed(parts))
+        encoded = text.encode()
+        cut = len(encoded) > LOG_TAIL_BYTES
+        if cut:
+            text = encoded[-LOG_TAIL_BYTES:].decode(errors="ignore")
+        first = obj.chunks.order_by("offset").values_list("offset", flat=True).first()
+        if cut or (first or 0) > 0:
+            text = "… earlier output not shown …\n" + text
+        if not text:
+            return "—"
+        return format_html(
+            '<pre style="max-height:40em;overflow:auto;white-space:pre-wrap">{}</pre>', text
+        )
+
+    @admin.action(description="Cancel selected deployments", permissions=["operate"])
+    def cancel_deployments(self, request, queryset):
+        self.run_each(
+            request,
+            queryset.select_related("site__organization"),
+            lambda deployment: deployments.cancel(deployment, actor=request.user),
+            "Cancelled or asked to cancel {count} deployment(s).",
+        )
+
+    @admin.action(
+        description="Redeploy (a new deployment of the site's branch)", permissions=["redeploy"]
+    )
+    def redeploy(self, request, queryset):
+        # One new deployment per site and branch, however many of its rows were ticked.
+        wanted: dict[tuple, Deployment] = {}
+        for deployment in queryset.select_related("site__organization", "site__host"):
+            wanted.setdefault((deployment.site_id, deployment.branch), deployment)
+        self.run_each(
+            request,
+            wanted.values(),
+            lambda deployment: deployments.request_deployment(
+                deployment.site,
+                actor=request.user,
+                trigger=DeploymentTrigger.STAFF,
+                branch=deployment.branch,
+            ),
+            "Queued {count} new deployment(s).",
+        )

@@ -46,6 +46,7 @@ from hosting.models import (
     ObservedState,
     ResourceLimit,
     Site,
+    WebhookDelivery,
 )
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def request_deployment(
     """Queue a deployment; the worker picks it up after the transaction commits."""
     if site.is_deleted:
         raise ValidationError({"site": "This site has been deleted."})
+    if not site.organization.is_active:
+        raise ValidationError({"site": "The site's organization is deactivated."})
     if rollback_of is None and not site.repository_url:
         raise ValidationError({"repository_url": "Set the site's repository URL first."})
     branch = branch or site.branch
@@ -394,6 +397,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return deployment.status
     except DeploymentAborted as exc:
         out.line(f"==> stopped: {exc}")
+        out.flush()  # the whole log is written before the final status
         if deployment.status not in FINAL_DEPLOYMENT_STATES:
             _transition(
                 deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error="Cancelled while running."
@@ -401,10 +405,12 @@ def execute(deployment_id, worker: str = "") -> str:
         return "cancelled"
     except builds.BuildCancelled as exc:
         out.line(f"==> {exc}")
+        out.flush()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error=str(exc))
         return "cancelled"
     except builds.BuildTimedOut as exc:
         out.line(f"==> {exc}")
+        out.flush()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.TIMED_OUT, error=str(exc))
         return "timed_out"
     except (
@@ -417,11 +423,13 @@ def execute(deployment_id, worker: str = "") -> str:
         ValidationError,
     ) as exc:
         out.line(f"==> failed: {exc}")
+        out.flush()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.FAILED, error=str(exc))
         return "failed"
     except Exception as exc:
         log.exception("deployment %s crashed", deployment.pk)
         out.line(f"==> failed: internal error ({exc.__class__.__name__})")
+        out.flush()  # the whole log is written before the final status
         _transition(
             deployment,
             ACTIVE_DEPLOYMENT_STATES,
@@ -559,6 +567,8 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
                 "updated_at",
             ]
         )
+        out.line(f"==> deployment #{deployment.number} succeeded")
+        out.flush()  # the whole log is written before the final status
         _transition(
             deployment,
             S.HEALTHY,
@@ -566,7 +576,6 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
             build_time_seconds=deployment.build_time_seconds
             or round(time.monotonic() - started, 3),
         )
-    out.line(f"==> deployment #{deployment.number} succeeded")
     return new
 
 
@@ -628,3 +637,11 @@ def trim_old_logs(now=None) -> int:
             Deployment.objects.filter(pk=deployment.pk).update(log_archived_at=now)
         trimmed += 1
     return trimmed
+
+
+def purge_webhook_deliveries(now=None) -> int:
+    """Delivery ids are kept as long as a replay could matter (DEPLOY_LOG_RETENTION_DAYS)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.DEPLOY_LOG_RETENTION_DAYS)
+    deleted, _ = WebhookDelivery.objects.filter(received_at__lt=cutoff).delete()
+    return deleted

@@ -24,7 +24,7 @@ from django.utils.text import slugify
 from accounts.models import Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
-from hosting import crypto
+from hosting import crypto, git
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -304,6 +304,15 @@ def _validate_site(site: Site) -> None:
         errors["start_command"] = "A dynamic site needs a start command."
     if site.health_check_path and not site.health_check_path.startswith("/"):
         errors["health_check_path"] = "Start the path with /."
+    if site.repository_url:
+        try:
+            git.check_url(site.repository_url)
+        except git.CloneError as exc:
+            errors["repository_url"] = str(exc)
+    try:
+        git.check_branch(site.branch)
+    except git.CloneError as exc:
+        errors["branch"] = str(exc)
     if errors:
         raise ValidationError(errors)
 

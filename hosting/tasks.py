@@ -118,4 +118,7 @@ def trim_deployment_logs() -> int:
     with claim(
         "hosting.trim_deployment_logs", ttl=timedelta(hours=1), min_interval=timedelta(hours=5)
     ) as mine:
-        return deployments.trim_old_logs() if mine else 0
+        if not mine:
+            return 0
+        deployments.purge_webhook_deliveries()
+        return deployments.trim_old_logs()

@@ -177,6 +177,7 @@ REST_FRAMEWORK = {
         "token": env.str("THROTTLE_TOKEN", default="600/min"),
         "user": env.str("THROTTLE_USER", default="1200/min"),
         "register": env.str("THROTTLE_REGISTER", default="10/hour"),
+        "webhook": env.str("THROTTLE_WEBHOOK", default="120/min"),
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }

@@ -35,3 +35,12 @@ class RegisterThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class WebhookThrottle(SimpleRateThrottle):
+    """Git webhooks, per hook: git hosts send every delivery from a few shared addresses."""
+
+    scope = "webhook"
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": view.kwargs.get("webhook_id")}

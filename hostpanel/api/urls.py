@@ -6,6 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from accounts.api import views as accounts
 from audit.api.views import AuditLogViewSet
+from hosting.api import deployments as deploys
 from hosting.api import views as hosting
 from monitoring.api import views as monitoring
 
@@ -22,6 +23,7 @@ router.register(f"{ORG}/sites", hosting.SiteViewSet, basename="site")
 router.register(f"{SITE}/domains", hosting.DomainViewSet, basename="domain")
 router.register(f"{SITE}/env", hosting.EnvironmentVariableViewSet, basename="env")
 router.register(f"{SITE}/containers", hosting.ContainerViewSet, basename="container")
+router.register(f"{SITE}/deployments", deploys.DeploymentViewSet, basename="deployment")
 router.register("site-templates", hosting.SiteTemplateViewSet, basename="sitetemplate")
 router.register("hosts", hosting.DockerHostViewSet, basename="host")
 
@@ -54,6 +56,12 @@ urlpatterns = [
         monitoring.DailyUsageCsvView.as_view(),
         name="organization-usage-csv",
     ),
+    path(
+        "organizations/<slug:org_slug>/sites/<slug:site_slug>/webhook/",
+        deploys.SiteWebhookViewSet.as_view({"get": "retrieve", "post": "rotate"}),
+        name="site-webhook",
+    ),
+    path("hooks/git/<uuid:webhook_id>/", deploys.GitWebhookView.as_view(), name="git-webhook"),
     path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
