@@ -17,11 +17,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from audit import actions
 from audit.services import record
-from hosting.models import DesiredState, ObservedState, Site
+from hosting.models import Container, DesiredState, ObservedState, Site
 from monitoring.models import HealthCheck, HealthStatus, SiteHealth
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ def check_url(address: str, port: int, path: str, timeout: float) -> Result:
 
 
 def check_site(site: Site, timeout: float) -> Result:
-    return check_url(site.host.address, site.internal_port, site.health_check_path, timeout)
+    # The serving container's own port (deployments give each container one), else the site's.
+    port = getattr(site, "current_port", None) or site.internal_port
+    return check_url(site.host.address, port, site.health_check_path, timeout)
 
 
 def sites_to_check():
@@ -94,6 +97,14 @@ def sites_to_check():
             host__isnull=False,
         )
         .select_related("host", "organization")
+        .annotate(
+            current_port=Subquery(
+                Container.objects.filter(site=OuterRef("pk"), host=OuterRef("host"))
+                .exclude(state=ObservedState.MISSING)
+                .order_by("-created")
+                .values("port")[:1]
+            )
+        )
     )
 
 
