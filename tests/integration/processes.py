@@ -22,6 +22,8 @@ from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+# This test run's own queue: other runs on the same Redis never take its messages.
+QUEUE = f"hp-test-{os.getpid()}"
 
 
 def database_url() -> str:
@@ -33,6 +35,12 @@ def database_url() -> str:
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
     host, port = s.get("HOST") or "127.0.0.1", s.get("PORT") or 5432
     return f"postgres://{user}{password}@{host}:{port}/{s['NAME']}"
+
+
+def clear_queue(client: redis.Redis) -> None:
+    """Drop this run's messages (and only them: other runs may share the server)."""
+    for key in client.scan_iter(f"*{QUEUE}*"):
+        client.delete(key)
 
 
 def redis_or_skip() -> redis.Redis:
@@ -56,6 +64,7 @@ def child_env(**extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="hostpanel.settings",
         PYTHONUNBUFFERED="1",
         TASK_RETRY_BACKOFF_SECONDS="0.2",
+        CELERY_TASK_DEFAULT_QUEUE=QUEUE,
     )
     env.update(extra)
     return env
@@ -124,6 +133,8 @@ def start_worker(log_dir: Path, *, concurrency: int = 2, **env: str) -> Process:
             f"{name}@%h",
             "--concurrency",
             str(concurrency),
+            "-Q",
+            QUEUE,
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
@@ -166,4 +177,4 @@ def send(task, *args) -> None:
     from hostpanel.celery import app
 
     with app.connection_for_write(REDIS_URL) as conn:
-        task.apply_async(args, connection=conn)
+        task.apply_async(args, connection=conn, queue=QUEUE)

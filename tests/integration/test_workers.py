@@ -28,9 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def broker():
     client = processes.redis_or_skip()
-    client.flushdb()
+    processes.clear_queue(client)
     yield client
-    client.flushdb()
+    processes.clear_queue(client)
 
 
 @pytest.fixture
