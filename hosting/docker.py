@@ -154,6 +154,11 @@ def list_containers(host: DockerHost) -> list[dict[str, Any]]:
         return client(host).api.containers(all=True)
 
 
+def engine_version(host: DockerHost) -> str:
+    with engine_call(host):
+        return str(client(host).api.version().get("Version", ""))[:50]
+
+
 def container_sizes(host: DockerHost) -> dict[str, int]:
     """Writable-layer size of each panel container (slow on the engine: every few minutes)."""
     with engine_call(host):

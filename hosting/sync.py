@@ -113,6 +113,7 @@ def sync_host(host: DockerHost) -> SyncResult:
     """Reconcile one host. Raises engine.HostUnavailable/HostError without touching rows."""
     now = timezone.now()  # before the listing: anything written after it is newer
     listing = engine.list_containers(host)
+    version = engine.engine_version(host)  # an upgraded engine shows up on the next sync
     result = SyncResult(seen=len(listing))
 
     wanted = {sid for raw in listing if (sid := _site_id(raw.get("Labels") or {}))}
@@ -215,7 +216,9 @@ def sync_host(host: DockerHost) -> SyncResult:
 
         # Status is changed only where it is still offline: writing back the status read
         # before the listing would undo a change staff made meanwhile (e.g. maintenance).
-        DockerHost.objects.filter(pk=host.pk).update(last_seen_at=now, last_error="")
+        DockerHost.objects.filter(pk=host.pk).update(
+            last_seen_at=now, last_error="", engine_version=version
+        )
         if host.status == HostStatus.OFFLINE and DockerHost.objects.filter(
             pk=host.pk, status=HostStatus.OFFLINE
         ).update(status=HostStatus.ONLINE):

@@ -503,3 +503,14 @@ def test_sync_does_not_undo_a_status_change_made_while_it_ran(docker_host, monke
 
     docker_host.refresh_from_db()
     assert docker_host.status == HostStatus.MAINTENANCE
+
+
+def test_sync_records_the_engine_version(docker_host):
+    DockerHost.objects.filter(pk=docker_host.pk).update(engine_version="")
+    docker_host.refresh_from_db()
+
+    sync.sync_host(docker_host)
+
+    docker_host.refresh_from_db()
+    assert docker_host.engine_version
+    assert docker_host.engine_version == engine.client(docker_host).version()["Version"]
