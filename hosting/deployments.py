@@ -211,6 +211,27 @@ class LogWriter:
         self.last_flush = time.monotonic()
         self.lock = threading.Lock()
 
+    def start_autoflush(self, every: float = 0.5) -> None:
+        """Write buffered output out even when no more comes (a long quiet build step)."""
+        self._stop = threading.Event()
+
+        def loop():
+            from django.db import connection
+
+            try:
+                while not self._stop.wait(every):
+                    self.flush()
+            finally:
+                connection.close()
+
+        self._flusher = threading.Thread(target=loop, daemon=True)
+        self._flusher.start()
+
+    def stop_autoflush(self) -> None:
+        if getattr(self, "_flusher", None) is not None:
+            self._stop.set()
+            self._flusher.join(timeout=10)
+
     def write(self, text: str) -> None:
         with self.lock:
             self.buffer.append(text)
@@ -306,6 +327,14 @@ def _claim(deployment: Deployment, worker: str) -> bool:
     """Start it if it is queued, it is the site's oldest queued one, and none is running."""
     with transaction.atomic():
         site = Site.objects.select_for_update(of=("self",)).get(pk=deployment.site_id)
+        if site.is_deleted or not site.organization.is_active:
+            _transition(
+                deployment,
+                S.QUEUED,
+                S.CANCELLED,
+                error="The site was deleted before the deployment started.",
+            )
+            return False
         siblings = site.deployments.exclude(pk=deployment.pk)
         if siblings.filter(status__in=ACTIVE_DEPLOYMENT_STATES).exists():
             return False
@@ -368,8 +397,13 @@ def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> N
             last = f"HTTP {exc.code}"
         except OSError as exc:
             last = str(exc)
-        if engine.state_of(site.host, container.docker_id) not in ("running", "restarting"):
-            raise builds.BuildFailed(f"The new container stopped before it was healthy ({last}).")
+        state = engine.inspect(site.host, container.docker_id)["State"]
+        if state["Status"] != "running" or state.get("Restarting"):
+            output = engine.container_logs(site.host, container.docker_id)
+            raise builds.BuildFailed(
+                f"The new container stopped before it was healthy (exit code "
+                f"{state.get('ExitCode')}; {last}). Its output:\n{output}"
+            )
         time.sleep(0.3)
     raise builds.BuildFailed(
         f"The health check {url} failed for {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s: {last}."
@@ -389,6 +423,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return f"not started ({deployment.status})"
     site = deployment.site
     out = LogWriter(deployment)
+    out.start_autoflush()
     heartbeat = Heartbeat(deployment.pk)
     heartbeat.start()
     workdir = Path(tempfile.mkdtemp(prefix="hp-deploy-"))
@@ -439,6 +474,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return "failed"
     finally:
         heartbeat.stop()
+        out.stop_autoflush()
         out.flush()
         shutil.rmtree(workdir, ignore_errors=True)
         deployment.refresh_from_db()
@@ -493,6 +529,9 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
         out.set_stage("building")
         context = workdir / "src"
         dockerfile = builds.dockerfile_for(site, context)
+        if dockerfile == builds.GENERATED_DOCKERFILE:
+            # `COPY .` of a generated build must not publish the repository's history.
+            shutil.rmtree(context / ".git", ignore_errors=True)
         tag = f"hostpanel/{site.organization.slug}-{site.slug}:{deployment.number}"
         out.line(f"==> building {tag} from {dockerfile}")
         build_started = time.monotonic()
@@ -551,9 +590,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
         _checkpoint(deployment)
         if rollback_of is not None:
             _apply_snapshot(site, snapshot)
-        for old in site.containers.exclude(pk=new.pk).select_related("host"):
-            engine.remove(old.host, old.docker_id)
-            old.delete()
+        retired = list(site.containers.exclude(pk=new.pk).select_related("host"))
         site.deployed_image = deployment.image_tag
         site.desired_state = DesiredState.RUNNING
         site.observed_state = ObservedState.RUNNING
@@ -576,6 +613,15 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
             build_time_seconds=deployment.build_time_seconds
             or round(time.monotonic() - started, 3),
         )
+    # Only once the switch is committed (the new container is the current one) do the old
+    # ones go: until then they keep answering.
+    for container in retired:
+        try:
+            engine.remove(container.host, container.docker_id)
+        except (engine.HostUnavailable, engine.HostError) as exc:
+            log.warning("old container %s not removed: %s", container.docker_id, exc)
+            continue
+        container.delete()
     return new
 
 

@@ -259,6 +259,16 @@ def inspect(host: DockerHost, container_id: str) -> dict[str, Any]:
         return client(host).api.inspect_container(container_id)
 
 
+def container_logs(host: DockerHost, container_id: str, tail: int = 50) -> str:
+    """The last lines a container printed (for a failed start's log)."""
+    try:
+        with engine_call(host):
+            raw = client(host).api.logs(container_id, tail=tail)
+    except (SpecRejected, HostError):
+        return "(no output available)"
+    return raw.decode(errors="replace")[-5000:]
+
+
 def start(host: DockerHost, container_id: str) -> None:
     with engine_call(host):
         client(host).api.start(container_id)

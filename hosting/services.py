@@ -405,8 +405,15 @@ def _run_container(
         raise
 
 
+def serving_containers(site: Site):
+    """Containers that serve the site: not those of a deployment that has not switched yet."""
+    return site.containers.filter(host=site.host).filter(
+        Q(deployment__isnull=True) | Q(deployment__status="succeeded")
+    )
+
+
 def current_container(site: Site) -> Container | None:
-    return site.containers.filter(host=site.host).order_by("-created").first()
+    return serving_containers(site).order_by("-created").first()
 
 
 def _remove_containers(site: Site) -> None:
