@@ -8,6 +8,7 @@ process group: nothing keeps building behind our back.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import selectors
@@ -34,6 +35,15 @@ class BuildCancelled(Exception):
 
 class BuildTimedOut(Exception):
     pass
+
+
+def _die_with_parent() -> None:
+    """If the worker dies (even by SIGKILL), the kernel kills its build: none runs orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def docker_cli(host: DockerHost) -> list[str]:
@@ -113,7 +123,8 @@ def build(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=env,
-        start_new_session=True,
+        start_new_session=True,  # one group to kill on cancel or timeout
+        preexec_fn=_die_with_parent,
     )
     deadline = time.monotonic() + timeout
     selector = selectors.DefaultSelector()

@@ -426,7 +426,9 @@ def execute(deployment_id, worker: str = "") -> str:
     out.start_autoflush()
     heartbeat = Heartbeat(deployment.pk)
     heartbeat.start()
-    workdir = Path(tempfile.mkdtemp(prefix="hp-deploy-"))
+    workdir = workdir_of(deployment.pk)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(mode=0o700, parents=True)
     try:
         _run_pipeline(deployment, site, out, workdir)
         return deployment.status
@@ -481,6 +483,11 @@ def execute(deployment_id, worker: str = "") -> str:
         if deployment.status != S.SUCCEEDED:
             _remove_unswitched_containers(deployment)
         transaction.on_commit(lambda: kick_site_queue(site.pk))
+
+
+def workdir_of(deployment_id) -> Path:
+    """Where a deployment's clone lives; named by id so the reaper can find a dead one's."""
+    return Path(tempfile.gettempdir()) / f"hp-deploy-{deployment_id}"
 
 
 def _remove_unswitched_containers(deployment: Deployment) -> None:
@@ -657,6 +664,7 @@ def reap(now=None) -> dict[str, int]:
             error="The worker running this deployment stopped responding.",
         ):
             _remove_unswitched_containers(deployment)
+            shutil.rmtree(workdir_of(deployment.pk), ignore_errors=True)  # if it ran here
             reaped += 1
     kicked = 0
     waiting = (

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 
 from audit.models import AuditLog
 from hosting import deployments, services
@@ -326,6 +326,7 @@ def test_static_site_deploys_and_serves_the_repositorys_html(make_site, repo, ow
     log = full_log(d)
     assert commit in log
     assert "Successfully tagged" in log
+    assert "==> healthy; switching traffic" in log
     assert f"deployment #{d.number} succeeded" in log
     stages = [c["stage"] for c in deployments.read_log(d)["chunks"]]
     assert {"cloning", "building", "starting"} <= set(stages)
@@ -737,6 +738,35 @@ def test_last_build_line_before_a_silence_is_readable_during_the_silence(live_si
     seen = reader.first_seen("compiling-now")
     assert seen is not None
     assert ended - seen[0] > 3, "the line appeared only when the quiet step ended"
+
+
+def test_a_line_logged_inside_a_transaction_does_not_stall_the_log_or_lose_output(live_site, owner):
+    """The switch logs (and flushes) inside its transaction while the autoflush thread may be
+    writing the buffer out. On SQLite that thread, holding the log's lock, waits for the
+    write lock the switch holds, while the switch waits for the log's lock: a deadlock until
+    the busy timeout, after which the thread's chunk is lost."""
+    site, _port, _first = live_site
+    d = deployments.request_deployment(site, actor=owner, trigger="api")
+    out = deployments.LogWriter(d)
+    out.start_autoflush()
+    try:
+        out.set_stage("switching")
+        started = time.monotonic()
+        out.line("==> written before the switch")
+        with transaction.atomic():
+            locked = Site.objects.select_for_update(of=("self",)).get(pk=site.pk)
+            locked.save(update_fields=["updated_at"])
+            time.sleep(1.2)  # the autoflush ticks meanwhile, with a line in its buffer
+            out.line("==> written inside the switch")
+            out.flush()
+        elapsed = time.monotonic() - started
+    finally:
+        out.stop_autoflush()
+
+    log = full_log(d)
+    assert "written before the switch" in log
+    assert "written inside the switch" in log
+    assert elapsed < 5, f"the switch waited {elapsed:.1f}s for the log"
 
 
 def test_log_keeps_the_tail_when_it_exceeds_its_bound(live_site, repo, owner, deploy_settings):
