@@ -416,8 +416,10 @@ def current_container(site: Site) -> Container | None:
     return serving_containers(site).order_by("-created").first()
 
 
-def _remove_containers(site: Site) -> None:
-    for container in site.containers.select_related("host"):
+def _remove_containers(site: Site, *, serving_only: bool = False) -> None:
+    """Remove the site's containers; `serving_only` spares a deployment's not yet switched."""
+    containers = serving_containers(site) if serving_only else site.containers.all()
+    for container in containers.select_related("host"):
         engine.remove(container.host, container.docker_id)
         container.delete()
 
@@ -563,7 +565,7 @@ def restart_site(site: Site, *, actor: User | None) -> Site:
         site = _lock_site(site)
         container = current_container(site)
         if container is None or site.needs_restart:
-            _remove_containers(site)
+            _remove_containers(site, serving_only=True)
             _run_container(site)
             site.needs_restart = False
         else:
