@@ -220,7 +220,10 @@ class LogWriter:
 
             try:
                 while not self._stop.wait(every):
-                    self.flush()
+                    try:
+                        self.flush()
+                    except Exception:  # kept in the buffer; the next tick tries again
+                        log.warning("deployment log flush failed", exc_info=True)
             finally:
                 connection.close()
 
@@ -236,8 +239,9 @@ class LogWriter:
         with self.lock:
             self.buffer.append(text)
             self.buffered += len(text)
-            if self.buffered >= 4096 or time.monotonic() - self.last_flush > 0.5:
-                self._flush()
+            due = self.buffered >= 4096 or time.monotonic() - self.last_flush > 0.5
+        if due:
+            self.flush()
 
     def set_stage(self, stage: str) -> None:
         """Output so far belongs to the previous stage: write it out under that name."""
@@ -248,15 +252,21 @@ class LogWriter:
         self.write(text.rstrip("\n") + "\n")
 
     def flush(self) -> None:
+        # The database write happens outside the lock: a writer waiting for SQLite's lock
+        # must never block the thread that holds it (the switch logs inside its transaction).
         with self.lock:
-            self._flush()
-
-    def _flush(self) -> None:
-        self.last_flush = time.monotonic()
-        if not self.buffer:
-            return
-        text, self.buffer, self.buffered = "".join(self.buffer), [], 0
-        append_log(self.deployment, self.stage, text)
+            self.last_flush = time.monotonic()
+            if not self.buffer:
+                return
+            text, stage = "".join(self.buffer), self.stage
+            self.buffer, self.buffered = [], 0
+        try:
+            append_log(self.deployment, stage, text)
+        except Exception:
+            with self.lock:  # not lost: written with the next flush
+                self.buffer.insert(0, text)
+                self.buffered += len(text)
+            raise
 
 
 def append_log(deployment: Deployment, stage: str, text: str) -> None:
