@@ -210,6 +210,12 @@ class LogWriter:
         self.buffered = 0
         self.last_flush = time.monotonic()
         self.lock = threading.Lock()
+        # Offsets are taken when text leaves the buffer, so chunks written by two threads
+        # (the autoflush and the pipeline) keep the order the text was produced in.
+        self.next_offset = Deployment.objects.values_list("log_size", flat=True).get(
+            pk=deployment.pk
+        )
+        self.unwritten: list[tuple[int, str, str]] = []
 
     def start_autoflush(self, every: float = 0.5) -> None:
         """Write buffered output out even when no more comes (a long quiet build step)."""
@@ -256,27 +262,31 @@ class LogWriter:
         # must never block the thread that holds it (the switch logs inside its transaction).
         with self.lock:
             self.last_flush = time.monotonic()
-            if not self.buffer:
-                return
-            text, stage = "".join(self.buffer), self.stage
-            self.buffer, self.buffered = [], 0
-        try:
-            append_log(self.deployment, stage, text)
-        except Exception:
-            with self.lock:  # not lost: written with the next flush
-                self.buffer.insert(0, text)
-                self.buffered += len(text)
-            raise
+            if self.buffer:
+                text = "".join(self.buffer)
+                self.unwritten.append((self.next_offset, self.stage, text))
+                self.next_offset += len(text.encode())
+                self.buffer, self.buffered = [], 0
+            pending, self.unwritten = self.unwritten, []
+        for position, (offset, stage, text) in enumerate(pending):
+            try:
+                append_log(self.deployment, stage, text, offset=offset)
+            except Exception:
+                with self.lock:  # not lost: written with the next flush
+                    self.unwritten = pending[position:] + self.unwritten
+                raise
 
 
-def append_log(deployment: Deployment, stage: str, text: str) -> None:
+def append_log(deployment: Deployment, stage: str, text: str, offset: int | None = None) -> None:
+    """Store a chunk at `offset` (by default the end of the log) and keep the log bounded."""
     size = len(text.encode())
     with transaction.atomic():
-        offset = (
-            Deployment.objects.select_for_update()
-            .values_list("log_size", flat=True)
-            .get(pk=deployment.pk)
-        )
+        if offset is None:
+            offset = (
+                Deployment.objects.select_for_update()
+                .values_list("log_size", flat=True)
+                .get(pk=deployment.pk)
+            )
         DeploymentLogChunk.objects.create(
             deployment_id=deployment.pk, offset=offset, stage=stage, text=text
         )

@@ -6,8 +6,10 @@ security policy every tenant container gets; tenants cannot reach or override it
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -285,12 +287,26 @@ def restart(host: DockerHost, container_id: str, timeout: int = 10) -> None:
 
 
 def remove(host: DockerHost, container_id: str) -> None:
-    """Remove a container; one that is already gone counts as removed."""
-    try:
-        with engine_call(host):
-            client(host).api.remove_container(container_id, force=True)
-    except SpecRejected:
-        pass
+    """Remove a container; one that is already gone counts as removed.
+
+    The engine refuses (409) to remove a container caught restarting: its restart policy is
+    switched off and it is killed, then removal is tried again.
+    """
+    for attempt in range(3):
+        try:
+            with engine_call(host):
+                client(host).api.remove_container(container_id, force=True)
+            return
+        except SpecRejected as exc:
+            if isinstance(exc.__cause__, NotFound):
+                return
+            if attempt == 2:
+                raise
+            with contextlib.suppress(DockerException):
+                api = client(host).api
+                api.update_container(container_id, restart_policy={"Name": "no"})
+                api.kill(container_id)
+            time.sleep(0.2)
 
 
 def update_limits(host: DockerHost, container_id: str, limits: ResourceLimit) -> None:

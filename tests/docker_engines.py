@@ -6,6 +6,7 @@ Outside CI, tests that need Docker skip with the reason when no engine can start
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
@@ -53,7 +54,9 @@ def remove_all_containers() -> None:
         client = docker.DockerClient(base_url=endpoint, timeout=30)
         try:
             for container in client.containers.list(all=True, sparse=True):
-                container.remove(force=True)
+                # It may go away on its own meanwhile (--rm, a build's container).
+                with contextlib.suppress(docker.errors.NotFound):
+                    container.remove(force=True)
         finally:
             client.close()
 
