@@ -117,7 +117,7 @@ def site_v1(tmp_path, owner, docker_host, lost_messages):
 
 def _orphans(tag: str, docker_host) -> str:
     return (
-        f"build processes: {list(build_processes(tag).values())}; "
+        f"build processes: {list(build_processes(tag, docker_host).values())}; "
         f"containers: {[c.name for c in engine_containers(docker_host)]}"
     )
 
@@ -136,13 +136,13 @@ def test_worker_killed_during_build_is_reaped_and_leaves_nothing_running(
     wait_until(lambda: status_of(d) == S.BUILDING, timeout=60, what="the worker to build")
     # The RUN step's container exists: the build is in its long step.
     wait_until(lambda: len(engine_containers(docker_host)) == 2, timeout=30, what="RUN step")
-    assert build_processes(tag), "the build runs as a docker CLI process"
+    assert build_processes(tag, docker_host), "the build runs as a docker CLI process"
     time.sleep(1.5)
     d.refresh_from_db()
     assert d.worker.startswith("worker-")
     assert d.heartbeat_at > timezone.now() - timedelta(seconds=3)  # beating while alive
     # The build's context is the worker's clone, in the deployment's work directory.
-    workdirs = {Path(cmd.split()[-1]).parent for cmd in build_processes(tag).values()}
+    workdirs = {Path(cmd.split()[-1]).parent for cmd in build_processes(tag, docker_host).values()}
     assert all(p.name.startswith("hp-deploy-") for p in workdirs), workdirs
 
     worker.kill(signal.SIGKILL)
@@ -172,7 +172,9 @@ def test_worker_killed_during_build_is_reaped_and_leaves_nothing_running(
         # Nothing of the dead worker's build goes on: no build process, no build container
         # (only the site's container is left), and its clone is not left on disk.
         wait_until(
-            lambda: not build_processes(tag) and len(engine_containers(docker_host)) == 1,
+            lambda: (
+                not build_processes(tag, docker_host) and len(engine_containers(docker_host)) == 1
+            ),
             timeout=max(1.0, 25 - (time.monotonic() - killed_at)),
             what=f"the dead worker's build to stop ({_orphans(tag, docker_host)})",
         )
@@ -180,7 +182,7 @@ def test_worker_killed_during_build_is_reaped_and_leaves_nothing_running(
         assert not leftover, f"the dead worker's clone is still on disk: {leftover}"
     finally:
         # The orphaned `docker build` is a child of the worker this test started.
-        for pid in build_processes(tag):
+        for pid in build_processes(tag, docker_host):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for path in workdirs:

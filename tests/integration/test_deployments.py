@@ -121,8 +121,9 @@ def engine_containers(host) -> list:
     return engine.client(host).containers.list(all=True)
 
 
-def build_processes(tag: str) -> dict[int, str]:
-    """pid -> command line of the `docker ... build ... -t <tag>` processes still alive."""
+def build_processes(tag: str, host) -> dict[int, str]:
+    """pid -> command line of the `docker -H <host> ... build ... -t <tag>` processes alive
+    (on this host's engine only: other runs on this machine build the same tags)."""
     found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -132,7 +133,7 @@ def build_processes(tag: str) -> dict[int, str]:
         except OSError:
             continue
         words = [a.decode(errors="replace") for a in argv if a]
-        if "build" in words and tag in words:
+        if "build" in words and tag in words and host.endpoint in words:
             found[int(entry.name)] = " ".join(words)
     return found
 
@@ -590,7 +591,7 @@ def test_cancel_during_build_stops_the_build_and_old_keeps_serving(
     assert [t["status"] for t in d.transitions] == ["queued", "cloning", "building", "cancelled"]
     assert "sleeping" in full_log(d)
     assert AuditLog.objects.filter(action="deployment.cancel", target_id=str(d.pk)).exists()
-    assert build_processes(f"hostpanel/acme-blog:{d.number}") == {}
+    assert build_processes(f"hostpanel/acme-blog:{d.number}", docker_host) == {}
     # The engine drops the build's container once its client is gone.
     wait_for(lambda: len(engine_containers(docker_host)) == 1, 15, "the build container to go")
     assert_still_serving_v1(site, port, docker_host)
@@ -647,7 +648,7 @@ def test_build_longer_than_its_timeout_is_timed_out(
     assert d.status == S.TIMED_OUT
     assert "longer than 3s" in d.error
     assert elapsed < 15, elapsed
-    assert build_processes(f"hostpanel/acme-blog:{d.number}") == {}
+    assert build_processes(f"hostpanel/acme-blog:{d.number}", docker_host) == {}
     wait_for(lambda: len(engine_containers(docker_host)) == 1, 15, "the build container to go")
     assert_still_serving_v1(site, port, docker_host)
 
