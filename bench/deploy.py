@@ -12,17 +12,21 @@ page, so neither side reuses the other's COPY layer; the base layer is cached fo
 
 - **panel** — `request_deployment` + `deployments.execute`: clone, build (classic builder,
   bounded), start beside the old container with the site's limits and policy, health check,
-  switch (old container removed), every transition written and audited;
+  switch, every transition written and audited. The old container is retired at the switch
+  and stopped by a task after the drain time (DEPLOY_DRAIN_SECONDS): that task is timed on
+  its own, after the measurement ("retire, later"), as plain never stops anything;
 - **plain** — in the same process, on the repository's own working tree: `docker build`
   (the same builder and Dockerfile) + `docker run -d --network host -e PORT=...` + polling
   GET / until the first HTTP 200. The plain container is removed after the measurement;
-- **plain +limits** — the same with the flags hosting.builds adds to `docker build` (the
-  limits and no network), to show what bounding the build costs.
+- **plain +limits** — the same with the flags hosting.builds adds to `docker build` (memory
+  and CPU), to show what bounding the build costs; **+limits, no net** adds `--network none`
+  (what DEPLOY_BUILD_NETWORK=none makes the panel do).
 
 It prints medians, the ratio panel / plain (goal: at most 1.2), the same until the new
 container is healthy (the switch left out) and where the panel's time goes (stages from the
-deployment's transition timestamps). It then removes its containers and
-images, stops its engine (by the pid file of the engine it started) and deletes its files.
+deployment's transition timestamps, and the retire task timed on its own). It then removes
+its containers and images, stops its engine (by the pid file of the engine it started) and
+deletes its files.
 """
 
 from __future__ import annotations
@@ -151,8 +155,6 @@ def first_200(port: int, deadline: float) -> None:
 BUILD_LIMIT_FLAGS = [
     "--rm",
     "--force-rm",
-    "--network",
-    "none",
     "--memory",
     "1024m",
     "--memory-swap",
@@ -162,7 +164,12 @@ BUILD_LIMIT_FLAGS = [
     "--cpu-quota",
     "100000",
 ]
-SERIES = {"plain": [], "+limits": BUILD_LIMIT_FLAGS}
+# "+limits, no net": what DEPLOY_BUILD_NETWORK=none adds (each RUN step joins a network).
+SERIES = {
+    "plain": [],
+    "+limits": BUILD_LIMIT_FLAGS,
+    "+limits, no net": [*BUILD_LIMIT_FLAGS, "--network", "none"],
+}
 
 
 def plain(endpoint: str, repo: Path, kind: str, dockerfile: Path, flags=()) -> tuple[float, float]:
@@ -197,10 +204,16 @@ def plain(endpoint: str, repo: Path, kind: str, dockerfile: Path, flags=()) -> t
 def panel(site, actor) -> tuple[float, dict[str, float]]:
     from hosting import deployments, services
 
+    handed_off: list[list[str]] = []
+    deployments._schedule_retirement = handed_off.append  # the task's message, kept
     started, wall = time.perf_counter(), time.time()
     deployment = deployments.request_deployment(site, actor=actor, trigger="api")
     result = deployments.execute(deployment.pk, worker="bench")
     elapsed, ended = time.perf_counter() - started, time.time()
+    retire_started = time.perf_counter()
+    for batch in handed_off:  # what the retire task does once the drain is over
+        deployments.retire_containers(batch)
+    retire = time.perf_counter() - retire_started
     deployment.refresh_from_db()
     if result != "succeeded":
         log = "".join(c["text"] for c in deployments.read_log(deployment)["chunks"])
@@ -216,7 +229,8 @@ def panel(site, actor) -> tuple[float, dict[str, float]]:
         "build": at["starting"] - at["building"],
         "start+health": at["healthy"] - at["starting"],
         "switch": at["succeeded"] - at["healthy"],
-        "old removed": ended - at["succeeded"],
+        "return": ended - at["succeeded"],
+        "retire, later": retire,
         "to healthy": at["healthy"] - wall,
     }
     return elapsed, stages
@@ -310,13 +324,13 @@ def report(results: dict[str, dict], repeat: int) -> None:
     print()
     print(f"Deployment, medians of {repeat} runs (ms); ratio = panel / plain build+run+200")
     print(
-        f"{'site':<12}{'plain':>8}{'(its build)':>13}{'plain+limits':>14}{'panel':>8}"
+        f"{'site':<12}{'plain':>8}{'(its build)':>13}{'+limits':>9}{'+no net':>9}{'panel':>8}"
         f"{'ratio':>7}{'to healthy':>12}{'ratio':>7}"
     )
     for kind, r in results.items():
         print(
             f"{kind:<12}{r['plain'] * 1000:>8.0f}{r['plain_build'] * 1000:>13.0f}"
-            f"{r['+limits'] * 1000:>14.0f}"
+            f"{r['+limits'] * 1000:>9.0f}{r['+limits, no net'] * 1000:>9.0f}"
             f"{r['panel'] * 1000:>8.0f}{r['panel'] / r['plain']:>7.2f}"
             f"{r['to_healthy'] * 1000:>12.0f}{r['to_healthy'] / r['plain']:>7.2f}"
         )

@@ -162,23 +162,39 @@ def cancel(deployment: Deployment, *, actor: User | None) -> Deployment:
 # --- state changes ---------------------------------------------------------------------------
 
 
-def _transition(deployment: Deployment, expected, new: str, *, error: str = "", **fields) -> bool:
-    """Move from `expected` (a state or tuple of states) to `new`, if still there. Audited."""
+def _transition(
+    deployment: Deployment,
+    expected,
+    new: str,
+    *,
+    error: str = "",
+    audit: dict[str, Any] | None = None,
+    **fields,
+) -> bool:
+    """Move from `expected` (a state or tuple of states) to `new`, if still there. Audited,
+    with `audit` added to the entry's changes."""
     expected = (expected,) if isinstance(expected, str) else tuple(expected)
     now = timezone.now()
     with transaction.atomic():
-        current = Deployment.objects.select_for_update().get(pk=deployment.pk)
+        current = (
+            Deployment.objects.select_for_update(of=("self",))
+            .select_related("organization", "site__organization")  # for the audit entry
+            .get(pk=deployment.pk)
+        )
         if current.status not in expected:
             return False
         current.transitions = [*current.transitions, {"status": new, "at": now.isoformat()}]
         current.status = new
+        changed = {"transitions", "status", "updated_at", *fields}
         if error:
             current.error = error[:5000]
+            changed.add("error")
         if new in FINAL_DEPLOYMENT_STATES:
             current.finished_at = now
+            changed.add("finished_at")
         for name, value in fields.items():
             setattr(current, name, value)
-        current.save()
+        current.save(update_fields=sorted(changed))
         record(
             actions.DEPLOYMENT_FINISH
             if new in FINAL_DEPLOYMENT_STATES
@@ -191,6 +207,7 @@ def _transition(deployment: Deployment, expected, new: str, *, error: str = "", 
                     "after": new,
                 },
                 **({"error": error[:500]} if error else {}),
+                **(audit or {}),
             },
         )
     deployment.__dict__.update(current.__dict__)
@@ -406,6 +423,7 @@ def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> N
     url = f"http://{site.host.address}:{container.port}{site.health_check_path or '/'}"
     deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
     last = "no answer"
+    pause = 0.02  # most apps listen within a few hundred ms: poll fast, then back off
     while time.monotonic() < deadline:
         _checkpoint(deployment)
         try:
@@ -424,7 +442,8 @@ def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> N
                 f"The new container stopped before it was healthy (exit code "
                 f"{state.get('ExitCode')}; {last}). Its output:\n{output}"
             )
-        time.sleep(0.3)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
     raise builds.BuildFailed(
         f"The health check {url} failed for {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s: {last}."
     )
@@ -521,19 +540,26 @@ def _remove_unswitched_containers(deployment: Deployment) -> None:
         container.delete()
 
 
+def _update(deployment: Deployment, **fields) -> None:
+    """Record what the pipeline learnt (commit, image); the status is _transition's alone."""
+    Deployment.objects.filter(pk=deployment.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(deployment, name, value)
+
+
 def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: Path):
     started = time.monotonic()
     rollback_of = deployment.rollback_of
     if rollback_of is not None:
         out.set_stage("cloning")
         out.line(f"==> rollback to deployment #{rollback_of.number} ({rollback_of.commit_hash})")
-        Deployment.objects.filter(pk=deployment.pk).update(
+        _update(
+            deployment,
             commit_hash=rollback_of.commit_hash,
             commit_message=rollback_of.commit_message,
             image_tag=rollback_of.image_tag,
             image_id=rollback_of.image_id,
         )
-        deployment.refresh_from_db()
         snapshot = rollback_of.config_snapshot
         _transition(deployment, S.CLONING, S.BUILDING)
     else:
@@ -548,9 +574,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
         out.line(checkout.output)
         subject = checkout.message.splitlines()[0] if checkout.message else ""
         out.line(f"==> commit {checkout.commit}: {subject}")
-        Deployment.objects.filter(pk=deployment.pk).update(
-            commit_hash=checkout.commit, commit_message=checkout.message
-        )
+        _update(deployment, commit_hash=checkout.commit, commit_message=checkout.message)
         _checkpoint(deployment)
         _transition(deployment, S.CLONING, S.BUILDING)
         out.set_stage("building")
@@ -577,12 +601,12 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
             timeout=settings.DEPLOY_BUILD_TIMEOUT_SECONDS,
         )
         image_id = engine.image_id(site.host, tag)
-        Deployment.objects.filter(pk=deployment.pk).update(
+        _update(
+            deployment,
             image_tag=tag,
             image_id=image_id,
             build_time_seconds=round(time.monotonic() - build_started, 3),
         )
-        deployment.refresh_from_db()
         snapshot = _snapshot(site)
     _checkpoint(deployment)
     _transition(deployment, S.BUILDING, S.STARTING, config_snapshot=snapshot)
@@ -619,7 +643,11 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
         _checkpoint(deployment)
         if rollback_of is not None:
             _apply_snapshot(site, snapshot)
-        retired = list(site.containers.exclude(pk=new.pk).select_related("host"))
+        # The old containers stop serving with this commit; they are stopped and removed
+        # after it, by a task (retire_containers), so the deployment is done at the switch.
+        replaced = site.containers.exclude(pk=new.pk).filter(retired_at__isnull=True)
+        retired = list(replaced.values_list("pk", "name"))
+        replaced.update(retired_at=timezone.now())
         site.deployed_image = deployment.image_tag
         site.desired_state = DesiredState.RUNNING
         site.observed_state = ObservedState.RUNNING
@@ -639,19 +667,52 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: P
             deployment,
             S.HEALTHY,
             S.SUCCEEDED,
+            audit={"retired": [name for _pk, name in retired]},
             build_time_seconds=deployment.build_time_seconds
             or round(time.monotonic() - started, 3),
         )
-    # Only once the switch is committed (the new container is the current one) do the old
-    # ones go: until then they keep answering.
-    for container in retired:
-        try:
-            engine.remove(container.host, container.docker_id)
-        except (engine.HostUnavailable, engine.HostError) as exc:
-            log.warning("old container %s not removed: %s", container.docker_id, exc)
-            continue
-        container.delete()
+        if retired:
+            ids = [str(pk) for pk, _name in retired]
+            # robust: a broker hiccup must not fail a committed switch; the reaper sweeps.
+            transaction.on_commit(lambda: _schedule_retirement(ids), robust=True)
     return new
+
+
+def _schedule_retirement(container_ids: list[str]) -> None:
+    """Retire the replaced containers once requests already sent to them have finished."""
+    from hosting.tasks import retire_containers
+
+    retire_containers.apply_async((container_ids,), countdown=settings.DEPLOY_DRAIN_SECONDS)
+
+
+def retire_containers(container_ids) -> int:
+    """Stop replaced containers gracefully (SIGTERM, DEPLOY_STOP_TIMEOUT_SECONDS to exit,
+    then SIGKILL) and remove them. Idempotent; an unreachable host is left to the reaper."""
+    retired = 0
+    containers = Container.objects.filter(pk__in=container_ids, retired_at__isnull=False)
+    for container in containers.select_related("host", "site__organization"):
+        try:
+            engine.stop_and_remove(
+                container.host, container.docker_id, timeout=settings.DEPLOY_STOP_TIMEOUT_SECONDS
+            )
+        except (engine.HostUnavailable, engine.HostError, engine.SpecRejected) as exc:
+            log.warning("replaced container %s not removed: %s", container.docker_id, exc)
+            continue
+        with transaction.atomic():
+            deleted, _ = Container.objects.filter(pk=container.pk).delete()
+            if deleted and container.site is not None:
+                record(
+                    actions.CONTAINER_RETIRE,
+                    organization=container.site.organization,
+                    target=container.site,
+                    changes={
+                        "container": container.name,
+                        "docker_id": container.docker_id[:12],
+                        "retired_at": container.retired_at.isoformat(),
+                    },
+                )
+        retired += deleted
+    return retired
 
 
 # --- the queue, the reaper, old logs -------------------------------------------------------
@@ -695,7 +756,13 @@ def reap(now=None) -> dict[str, int]:
     for site_id in set(waiting):
         kick_site_queue(site_id)
         kicked += 1
-    return {"reaped": reaped, "kicked": kicked}
+    # Replaced containers whose retire task was lost (broker down, worker killed).
+    overdue = now - timedelta(
+        seconds=settings.DEPLOY_DRAIN_SECONDS + settings.DEPLOY_STOP_TIMEOUT_SECONDS + 60
+    )
+    leftovers = list(Container.objects.filter(retired_at__lt=overdue).values_list("pk", flat=True))
+    swept = retire_containers(leftovers) if leftovers else 0
+    return {"reaped": reaped, "kicked": kicked, "retired": swept}
 
 
 def trim_old_logs(now=None) -> int:

@@ -228,6 +228,9 @@ def container_spec(
         "cap_add": list(ALLOWED_CAPABILITIES),
         "security_opt": ["no-new-privileges:true"],
         "ipc_mode": "private",
+        # An init as PID 1 (the engine's tini): the app gets SIGTERM's default action, so a
+        # graceful stop works (PID 1 ignores signals it has no handler for), and zombies go.
+        "init": True,
         "read_only": site.site_type == SiteType.STATIC,
         "tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108
         "volumes": {},
@@ -279,6 +282,18 @@ def start(host: DockerHost, container_id: str) -> None:
 def stop(host: DockerHost, container_id: str, timeout: int = 10) -> None:
     with engine_call(host):
         client(host).api.stop(container_id, timeout=timeout)
+
+
+def stop_and_remove(host: DockerHost, container_id: str, timeout: int) -> None:
+    """The graceful end: SIGTERM, `timeout` seconds to exit, SIGKILL, then removal. One that
+    is already gone counts as removed."""
+    try:
+        stop(host, container_id, timeout=timeout)
+    except SpecRejected as exc:
+        if isinstance(exc.__cause__, NotFound):
+            return
+        raise
+    remove(host, container_id)
 
 
 def restart(host: DockerHost, container_id: str, timeout: int = 10) -> None:

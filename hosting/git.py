@@ -57,7 +57,10 @@ def clone(url: str, branch: str, dest: Path, timeout: float) -> Checkout:
     }
     cmd = [
         "git",
+        "-c",
+        "core.fsync=none",  # a throwaway checkout: nothing to make durable (~10 ms a clone)
         "clone",
+        "--template=",  # no sample hooks copied in
         "--depth",
         "1",
         "--single-branch",

@@ -334,6 +334,14 @@ class ContainerQuerySet(models.QuerySet["Container"]):
         orgs = Organization.objects.for_user(user, token)
         return self.filter(site__organization__in=orgs)
 
+    def serving(self) -> ContainerQuerySet:
+        """Those that serve their site: not a deployment's that has not switched yet, nor
+        one a newer deployment replaced (it only waits to be stopped)."""
+        return self.filter(
+            models.Q(deployment__isnull=True) | models.Q(deployment__status="succeeded"),
+            retired_at__isnull=True,
+        )
+
 
 class Container(models.Model):
     """What a Docker engine reports. `site` is empty for containers the panel did not create."""
@@ -361,6 +369,11 @@ class Container(models.Model):
     )
     deployment = models.ForeignKey(
         "Deployment", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    retired_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Replaced by a newer deployment: no longer serves, stopped and removed soon.",
     )
 
     objects = ContainerQuerySet.as_manager()

@@ -406,10 +406,7 @@ def _run_container(
 
 
 def serving_containers(site: Site):
-    """Containers that serve the site: not those of a deployment that has not switched yet."""
-    return site.containers.filter(host=site.host).filter(
-        Q(deployment__isnull=True) | Q(deployment__status="succeeded")
-    )
+    return site.containers.serving().filter(host=site.host)
 
 
 def current_container(site: Site) -> Container | None:

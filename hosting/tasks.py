@@ -102,6 +102,14 @@ def run_deployment(self, deployment_id: str) -> str:
 
 
 @shared_task(acks_late=True, ignore_result=True)
+def retire_containers(container_ids: list[str]) -> int:
+    """Stop and remove the containers a deployment replaced (sent after its drain time)."""
+    from hosting import deployments
+
+    return deployments.retire_containers(container_ids)
+
+
+@shared_task(acks_late=True, ignore_result=True)
 def reap_deployments() -> dict:
     from hosting import deployments
 

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -310,8 +311,17 @@ HOSTPANEL_STATIC_IMAGE = env.str("HOSTPANEL_STATIC_IMAGE", default="busybox:stab
 DEPLOY_BUILD_MEMORY_MB = env.int("DEPLOY_BUILD_MEMORY_MB", default=1024)
 DEPLOY_BUILD_CPU_PERCENT = env.int("DEPLOY_BUILD_CPU_PERCENT", default=100)
 DEPLOY_BUILD_TIMEOUT_SECONDS = env.int("DEPLOY_BUILD_TIMEOUT_SECONDS", default=600)
+# Network of build steps: "default" is the engine's own (what `docker build` uses, so RUN steps
+# can fetch dependencies), "none" cuts builds off; "host" is refused (the worker's loopback).
+DEPLOY_BUILD_NETWORK = env.str("DEPLOY_BUILD_NETWORK", default="default")
+if DEPLOY_BUILD_NETWORK == "host":
+    raise ImproperlyConfigured("DEPLOY_BUILD_NETWORK=host would let builds reach the host's ports.")
 DEPLOY_CLONE_TIMEOUT_SECONDS = env.int("DEPLOY_CLONE_TIMEOUT_SECONDS", default=120)
 DEPLOY_HEALTH_TIMEOUT_SECONDS = env.int("DEPLOY_HEALTH_TIMEOUT_SECONDS", default=60)
+# After the switch the old container keeps running this long (requests already sent to it
+# finish), then gets SIGTERM and this long to exit before it is killed and removed.
+DEPLOY_DRAIN_SECONDS = env.int("DEPLOY_DRAIN_SECONDS", default=2)
+DEPLOY_STOP_TIMEOUT_SECONDS = env.int("DEPLOY_STOP_TIMEOUT_SECONDS", default=10)
 # A running deployment whose worker has not beaten for this long is failed by the reaper.
 DEPLOY_HEARTBEAT_SECONDS = env.int("DEPLOY_HEARTBEAT_SECONDS", default=10)
 DEPLOY_STALE_SECONDS = env.int("DEPLOY_STALE_SECONDS", default=180)

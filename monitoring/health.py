@@ -17,7 +17,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import OuterRef, Q, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from audit import actions
@@ -99,8 +99,8 @@ def sites_to_check():
         .select_related("host", "organization")
         .annotate(
             current_port=Subquery(
-                Container.objects.filter(site=OuterRef("pk"), host=OuterRef("host"))
-                .filter(Q(deployment__isnull=True) | Q(deployment__status="succeeded"))
+                Container.objects.serving()
+                .filter(site=OuterRef("pk"), host=OuterRef("host"))
                 .exclude(state=ObservedState.MISSING)
                 .order_by("-created")
                 .values("port")[:1]

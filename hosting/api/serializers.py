@@ -148,6 +148,7 @@ class ContainerSerializer(serializers.ModelSerializer):
             "ports",
             "created",
             "last_seen_at",
+            "retired_at",
         ]
         read_only_fields = fields
 

@@ -1,6 +1,6 @@
 import pytest
 
-from hosting import services
+from hosting import deployments, services
 from hosting.models import DockerHost
 from tests import docker_engines
 
@@ -8,6 +8,21 @@ from tests import docker_engines
 @pytest.fixture(autouse=True)
 def _integration_settings(settings):
     settings.HOSTPANEL_STATIC_IMAGE = docker_engines.TEST_IMAGE
+
+
+@pytest.fixture(autouse=True)
+def retired_at_once(monkeypatch) -> list[list[str]]:
+    """The retire task a switch sends (after DEPLOY_DRAIN_SECONDS) runs at once, in this
+    process: no message goes to a broker. Returns the batches; tests of the drain itself
+    replace `_schedule_retirement` again."""
+    batches: list[list[str]] = []
+
+    def retire_now(container_ids):
+        batches.append(container_ids)
+        deployments.retire_containers(container_ids)
+
+    monkeypatch.setattr(deployments, "_schedule_retirement", retire_now)
+    return batches
 
 
 @pytest.fixture

@@ -220,7 +220,9 @@ def test_deployment_queued_while_no_worker_ran_runs_after_a_worker_starts(
     assert d.worker.startswith("worker-")
     new_port = services.current_container(site).port
     assert wait_http(new_port) == b"<h1>version two</h1>\n"
-    assert new_port != old_port and refuses(old_port)
+    assert new_port != old_port
+    # The worker's retire task stops the replaced container once its drain time is over.
+    wait_until(lambda: refuses(old_port), timeout=30, what="the old container to be retired")
 
 
 def test_a_worker_runs_queued_deployments_of_a_site_one_after_the_other(
@@ -233,7 +235,7 @@ def test_a_worker_runs_queued_deployments_of_a_site_one_after_the_other(
     monkeypatch.setattr(
         deployments, "_enqueue", lambda deployment_id: send(run_deployment, str(deployment_id))
     )
-    procs.worker(concurrency=2)
+    procs.worker(concurrency=2, DEPLOY_DRAIN_SECONDS="1")
     repo.commit("v2", {"Dockerfile": dockerfile("COPY . /www", "RUN sleep 2", SERVE)})
     second = deployments.request_deployment(site, actor=owner, trigger="api")
     repo.commit("v3", {"index.html": "<h1>version three</h1>\n"})
@@ -251,11 +253,20 @@ def test_a_worker_runs_queued_deployments_of_a_site_one_after_the_other(
         third.error,
     )
     assert third.started_at >= second.finished_at  # never two at once
-    # The old containers leave right after each switch: in the end only the newest runs.
+    # The old containers leave after each switch, by the retire task the worker sent itself
+    # with the drain time as its countdown: in the end only the newest runs.
     wait_until(
         lambda: len(engine_containers(docker_host)) == 1, timeout=30, what="old containers to go"
     )
     assert engine_containers(docker_host)[0].id == services.current_container(site).docker_id
+    [switch] = AuditLog.objects.filter(action="deployment.finish", target_id=str(third.pk))
+    [replaced] = switch.changes["retired"]
+    [retire] = [
+        e
+        for e in AuditLog.objects.filter(action="container.retire", target_id=str(site.pk))
+        if e.changes["container"] == replaced
+    ]
+    assert retire.timestamp >= third.finished_at + timedelta(seconds=1)  # after the drain
     assert third.commit_hash == repo.git("rev-parse", "HEAD")
     assert b"version three" in wait_http(services.current_container(site).port)
     assert Deployment.objects.filter(site=site, status=S.QUEUED).count() == 0

@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import docker.errors
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -118,6 +119,13 @@ def refuses(port: int) -> bool:
 
 
 def engine_containers(host) -> list:
+    """Every container on the engine, inspected. A build step's container can go between the
+    listing and its inspection (docker-py inspects each one): then it lists again."""
+    for _ in range(5):
+        try:
+            return engine.client(host).containers.list(all=True)
+        except docker.errors.NotFound:
+            time.sleep(0.05)
     return engine.client(host).containers.list(all=True)
 
 
@@ -476,6 +484,115 @@ def test_the_sites_current_port_answers_throughout_a_deploy(live_site, repo, own
     new_port = current_port(site)
     answered_by_new = [body for _at, port, ok, body, _ in poller.current if ok and port == new_port]
     assert answered_by_new and all(b"version two" in b for b in answered_by_new)
+
+
+# --- the replaced container: drain, graceful stop, removal ------------------------------------
+
+
+def stop_signals(host, docker_id: str, since: float) -> list[str]:
+    """The signals the engine sent the container since `since`, from its event stream."""
+    events = engine.client(host).events(
+        since=int(since), until=int(time.time()) + 1, filters={"container": docker_id}, decode=True
+    )
+    return [e["Actor"]["Attributes"]["signal"] for e in events if e.get("Action") == "kill"]
+
+
+def _deploy_keeping_the_old_one(site, repo, owner, monkeypatch, files):
+    """Deploy with the retire task captured instead of run (as it waits out the drain)."""
+    scheduled: list[list[str]] = []
+    monkeypatch.setattr(deployments, "_schedule_retirement", scheduled.append)
+    old = services.current_container(site)
+    repo.commit("v2", files)
+    result, second = deploy(site, owner)
+    assert result == "succeeded", full_log(second)
+    return old, second, scheduled
+
+
+def test_switch_retires_the_old_container_which_drains_then_stops_on_sigterm(
+    live_site, repo, owner, docker_host, monkeypatch, settings
+):
+    site, old_port, _first = live_site
+    since = time.time()
+    old, second, scheduled = _deploy_keeping_the_old_one(
+        site, repo, owner, monkeypatch, {"index.html": "<h1>version two</h1>\n"}
+    )
+
+    # The deployment is over at the switch: the new container serves, the old one is retired
+    # (no longer the site's) but still answers requests already sent to it.
+    assert scheduled == [[str(old.pk)]]
+    old.refresh_from_db()
+    assert old.retired_at is not None
+    new = services.current_container(site)
+    assert new.deployment_id == second.pk
+    assert list(services.serving_containers(site)) == [new]
+    assert b"version one" in http_get(old_port)
+    assert b"version two" in http_get(new.port)
+    [finish] = AuditLog.objects.filter(target_id=str(second.pk), action="deployment.finish")
+    assert finish.changes["retired"] == [old.name]
+
+    settings.DEPLOY_STOP_TIMEOUT_SECONDS = 5
+    started = time.monotonic()
+    assert deployments.retire_containers(scheduled[0]) == 1
+    took = time.monotonic() - started
+
+    assert took < 4, "httpd exits on SIGTERM: the stop must not wait for the kill"
+    assert stop_signals(docker_host, old.docker_id, since) == ["15"]
+    assert refuses(old_port)
+    assert [c.id for c in engine_containers(docker_host)] == [new.docker_id]
+    assert site_containers(site) == [new]
+    retired = AuditLog.objects.filter(action="container.retire", target_id=str(site.pk))
+    # The placeholder container the first deployment replaced, then v1's.
+    assert [e.changes["container"] for e in retired.order_by("timestamp")][-1] == old.name
+    assert deployments.retire_containers(scheduled[0]) == 0  # idempotent: a redelivery
+
+
+def test_a_replaced_container_that_ignores_sigterm_is_killed_after_the_stop_timeout(
+    make_site, repo, owner, docker_host, monkeypatch, settings
+):
+    # PID 1 is a shell ignoring TERM; httpd runs in the background.
+    stubborn = (
+        'CMD ["sh", "-c", "trap \'\' TERM; httpd -p $PORT -h /www; while true; do sleep 1; done"]'
+    )
+    repo.commit("v1", {"Dockerfile": served_dockerfile(cmd=stubborn), "www/index.html": "one"})
+    site = make_site(repo, site_type="docker", image=TEST_IMAGE, desired_state="stopped")
+    result, first = deploy(site, owner)
+    assert result == "succeeded", full_log(first)
+    since = time.time()
+    old, _second, scheduled = _deploy_keeping_the_old_one(
+        site, repo, owner, monkeypatch, {"www/index.html": "two"}
+    )
+
+    settings.DEPLOY_STOP_TIMEOUT_SECONDS = 1
+    started = time.monotonic()
+    assert deployments.retire_containers(scheduled[0]) == 1
+
+    assert time.monotonic() - started >= 1
+    assert stop_signals(docker_host, old.docker_id, since) == ["15", "9"]
+    assert not Container.objects.filter(pk=old.pk).exists()
+    assert len(engine_containers(docker_host)) == 1
+
+
+def test_reaper_retires_replaced_containers_whose_task_was_lost(
+    live_site, repo, owner, docker_host, monkeypatch, settings
+):
+    site, old_port, _first = live_site
+    old, _second, _scheduled = _deploy_keeping_the_old_one(
+        site, repo, owner, monkeypatch, {"index.html": "<h1>version two</h1>\n"}
+    )
+    settings.DEPLOY_DRAIN_SECONDS = 2
+    settings.DEPLOY_STOP_TIMEOUT_SECONDS = 10
+    # Within its drain and stop time, and the reaper's minute of slack, it is left alone...
+    assert deployments.reap()["retired"] == 0
+    assert b"version one" in http_get(old_port)
+
+    # ...past them, the message counts as lost and the reaper retires it.
+    old.refresh_from_db()
+    Container.objects.filter(pk=old.pk).update(retired_at=old.retired_at - timedelta(seconds=73))
+    assert deployments.reap()["retired"] == 1
+
+    assert refuses(old_port)
+    assert not Container.objects.filter(pk=old.pk).exists()
+    assert len(engine_containers(docker_host)) == 1
 
 
 # --- failures keep the old version serving ----------------------------------------------------

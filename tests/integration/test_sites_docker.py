@@ -68,6 +68,7 @@ def test_site_created_through_api_runs_with_limits_policy_and_labels(cast, docke
     assert host_config["CapDrop"] == ["ALL"]
     assert set(host_config["CapAdd"]) <= set(engine.ALLOWED_CAPABILITIES)
     assert "no-new-privileges:true" in host_config["SecurityOpt"]
+    assert host_config["Init"] is True  # SIGTERM reaches the app: graceful stops work
     assert not host_config["Binds"]
     assert not info["Mounts"]
     labels = info["Config"]["Labels"]
