@@ -79,13 +79,19 @@ def dockerfile_for(site: Site, context: Path) -> str:
         if site.start_command:
             lines.append(f'CMD ["sh", "-c", {json.dumps(site.start_command)}]')
     (context / GENERATED_DOCKERFILE).write_text("\n".join(lines) + "\n")
+    # `COPY .` must not publish the repository's history (nor our recipe): the last lines
+    # of .dockerignore win, whatever the repository's own lines say.
+    ignore = context / ".dockerignore"
+    kept = ignore.read_text() if ignore.is_file() else ""
+    ignore.write_text(f"{kept.rstrip()}\n.git\n{GENERATED_DOCKERFILE}\n".lstrip())
     return GENERATED_DOCKERFILE
 
 
 def build_command(
     host: DockerHost, context: Path, dockerfile: str, tag: str, labels: dict[str, str]
 ) -> list[str]:
-    """The `docker build` command line: classic builder, with the build limits."""
+    """The `docker build` command line: classic builder, with the build limits; the image id
+    is written to `iidfile_of(context)`."""
     cpu_quota = int(settings.DEPLOY_BUILD_CPU_PERCENT * 1000)
     cmd = [
         *docker_cli(host),
@@ -104,6 +110,8 @@ def build_command(
         str(context / dockerfile),
         "-t",
         tag,
+        "--iidfile",
+        str(iidfile_of(context)),
     ]
     if settings.DEPLOY_BUILD_NETWORK != "default":
         # Joining a network costs each RUN step ~150 ms on the engine (its setkey hook);
@@ -113,6 +121,10 @@ def build_command(
         cmd += ["--label", f"{key}={value}"]
     cmd.append(str(context))
     return cmd
+
+
+def iidfile_of(context: Path) -> Path:
+    return context.with_name(context.name + ".iid")
 
 
 def build(
@@ -125,8 +137,9 @@ def build(
     on_output: Callable[[str], None],
     should_cancel: Callable[[], bool],
     timeout: float,
-) -> None:
-    """Run the build, streaming its output; raise BuildFailed/Cancelled/TimedOut."""
+) -> str:
+    """Run the build, streaming its output; return the image id. Raises BuildFailed,
+    BuildCancelled or BuildTimedOut."""
     cmd = build_command(host, context, dockerfile, tag, labels)
     env = {**os.environ, "DOCKER_BUILDKIT": "0"}
     proc = subprocess.Popen(  # noqa: S603 (arguments, not a shell)
@@ -164,6 +177,13 @@ def build(
             on_output(pending.decode(errors="replace"))
         if proc.wait(timeout=30) != 0:
             raise BuildFailed(f"docker build exited with status {proc.returncode}.")
+        try:
+            image_id = iidfile_of(context).read_text().strip()
+        except OSError:
+            image_id = ""
+        if not image_id.startswith("sha256:"):
+            raise BuildFailed("docker build succeeded but did not report the image it made.")
+        return image_id
     finally:
         selector.close()
         if proc.poll() is None:
