@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.utils import timezone
 
 from accounts.models import User
@@ -85,7 +85,11 @@ def request_deployment(
         except git.CloneError as exc:
             raise ValidationError({"repository_url": str(exc)}) from None
     with transaction.atomic():
-        site = Site.objects.select_for_update(of=("self",)).get(pk=site.pk)
+        site = (
+            Site.objects.select_for_update(of=("self",))
+            .select_related("organization")
+            .get(pk=site.pk)
+        )
         number = (site.deployments.aggregate(n=Max("number"))["n"] or 0) + 1
         deployment = Deployment.objects.create(
             organization=site.organization,
@@ -268,36 +272,42 @@ class LogWriter:
             self.flush()
 
     def set_stage(self, stage: str) -> None:
-        """Output so far belongs to the previous stage: write it out under that name."""
-        self.flush()
-        self.stage = stage
+        """Output so far belongs to the previous stage: it becomes a chunk under that name,
+        written with the next flush (no database write of its own)."""
+        with self.lock:
+            self._cut()
+            self.stage = stage
 
     def line(self, text: str) -> None:
         self.write(text.rstrip("\n") + "\n")
+
+    def _cut(self) -> None:
+        """The buffer becomes a chunk at the next offset (called with the lock held)."""
+        if self.buffer:
+            text = "".join(self.buffer)
+            self.unwritten.append((self.next_offset, self.stage, text))
+            self.next_offset += len(text.encode())
+            self.buffer, self.buffered = [], 0
 
     def flush(self) -> None:
         # The database write happens outside the lock: a writer waiting for SQLite's lock
         # must never block the thread that holds it (the switch logs inside its transaction).
         with self.lock:
             self.last_flush = time.monotonic()
-            if self.buffer:
-                text = "".join(self.buffer)
-                self.unwritten.append((self.next_offset, self.stage, text))
-                self.next_offset += len(text.encode())
-                self.buffer, self.buffered = [], 0
+            self._cut()
             pending, self.unwritten = self.unwritten, []
-        for position, (offset, stage, text) in enumerate(pending):
-            try:
-                append_log(self.deployment, stage, text, offset=offset)
-            except Exception:
-                with self.lock:  # not lost: written with the next flush
-                    self.unwritten = pending[position:] + self.unwritten
-                raise
+        if not pending:
+            return
+        try:
+            append_chunks(self.deployment, pending)
+        except Exception:
+            with self.lock:  # not lost: written with the next flush
+                self.unwritten = pending + self.unwritten
+            raise
 
 
 def append_log(deployment: Deployment, stage: str, text: str, offset: int | None = None) -> None:
     """Store a chunk at `offset` (by default the end of the log) and keep the log bounded."""
-    size = len(text.encode())
     with transaction.atomic():
         if offset is None:
             offset = (
@@ -305,11 +315,19 @@ def append_log(deployment: Deployment, stage: str, text: str, offset: int | None
                 .values_list("log_size", flat=True)
                 .get(pk=deployment.pk)
             )
-        DeploymentLogChunk.objects.create(
-            deployment_id=deployment.pk, offset=offset, stage=stage, text=text
+        append_chunks(deployment, [(offset, stage, text)])
+
+
+def append_chunks(deployment: Deployment, chunks: list[tuple[int, str, str]]) -> None:
+    """Store (offset, stage, text) chunks, in order, in one transaction; keep the log bounded."""
+    sizes = [len(text.encode()) for _offset, _stage, text in chunks]
+    with transaction.atomic():
+        DeploymentLogChunk.objects.bulk_create(
+            DeploymentLogChunk(deployment_id=deployment.pk, offset=offset, stage=stage, text=text)
+            for offset, stage, text in chunks
         )
-        Deployment.objects.filter(pk=deployment.pk).update(log_size=F("log_size") + size)
-        keep_from = offset + size - settings.DEPLOY_LOG_MAX_BYTES
+        Deployment.objects.filter(pk=deployment.pk).update(log_size=F("log_size") + sum(sizes))
+        keep_from = chunks[-1][0] + sizes[-1] - settings.DEPLOY_LOG_MAX_BYTES
         if keep_from > 0:
             # Bounded: drop the oldest chunks that end before the kept tail starts.
             old = DeploymentLogChunk.objects.filter(
@@ -364,7 +382,11 @@ class Heartbeat(threading.Thread):
 def _claim(deployment: Deployment, worker: str) -> bool:
     """Start it if it is queued, it is the site's oldest queued one, and none is running."""
     with transaction.atomic():
-        site = Site.objects.select_for_update(of=("self",)).get(pk=deployment.site_id)
+        site = (
+            Site.objects.select_for_update(of=("self",))
+            .select_related("organization")
+            .get(pk=deployment.site_id)
+        )
         if site.is_deleted or not site.organization.is_active:
             _transition(
                 deployment,
@@ -373,10 +395,10 @@ def _claim(deployment: Deployment, worker: str) -> bool:
                 error="The site was deleted before the deployment started.",
             )
             return False
-        siblings = site.deployments.exclude(pk=deployment.pk)
-        if siblings.filter(status__in=ACTIVE_DEPLOYMENT_STATES).exists():
-            return False
-        if siblings.filter(status=S.QUEUED, number__lt=deployment.number).exists():
+        running_or_older = Q(status__in=ACTIVE_DEPLOYMENT_STATES) | Q(
+            status=S.QUEUED, number__lt=deployment.number
+        )
+        if site.deployments.exclude(pk=deployment.pk).filter(running_or_older).exists():
             return False
         now = timezone.now()
         return _transition(
