@@ -72,8 +72,10 @@ _clients: dict[tuple, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
 
 
-def client(host: DockerHost) -> docker.DockerClient:
-    key = (host.endpoint, host.tls_ca_cert, host.tls_client_cert, host.tls_client_key)
+def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
+    """The one client per host (and connection pool size: `pool_size` threads at a time use
+    it without urllib3 opening and dropping extra connections)."""
+    key = (host.endpoint, host.tls_ca_cert, host.tls_client_cert, host.tls_client_key, pool_size)
     with _clients_lock:
         if key not in _clients:
             tls: Any = False
@@ -87,6 +89,7 @@ def client(host: DockerHost) -> docker.DockerClient:
                 base_url=host.endpoint,
                 tls=tls,
                 timeout=settings.DOCKER_TIMEOUT_SECONDS,
+                max_pool_size=pool_size,
                 use_ssh_client=host.endpoint.startswith("ssh://"),
             )
         return _clients[key]

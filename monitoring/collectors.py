@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -100,38 +99,10 @@ def read_cgroups(
     return found, missing
 
 
-_stats_clients: dict[tuple, docker.APIClient] = {}
-_stats_clients_lock = threading.Lock()
-
-
 def _stats_api(host: DockerHost) -> docker.APIClient:
-    """An API client for stats calls whose connection pool fits API_CONCURRENCY threads.
-
-    hosting.docker.client() keeps docker-py's pool of 10 connections: with more threads,
-    urllib3 opens and throws away a connection per extra call (and warns each time). Same
-    endpoint and TLS settings as hosting.docker.client().
-    """
-    key = (host.endpoint, host.tls_ca_cert, host.tls_client_cert, host.tls_client_key)
-    with _stats_clients_lock:
-        api = _stats_clients.get(key)
-        if api is None:
-            tls: Any = False
-            if host.endpoint.startswith("tcp://") and host.tls_client_cert:
-                tls = docker.tls.TLSConfig(
-                    client_cert=(host.tls_client_cert, host.tls_client_key),
-                    ca_cert=host.tls_ca_cert or None,
-                    verify=bool(host.tls_ca_cert),
-                )
-            with engine.engine_call(host):
-                api = docker.APIClient(
-                    base_url=host.endpoint,
-                    tls=tls,
-                    timeout=settings.DOCKER_TIMEOUT_SECONDS,
-                    max_pool_size=API_CONCURRENCY,
-                    use_ssh_client=host.endpoint.startswith("ssh://"),
-                )
-            _stats_clients[key] = api
-        return api
+    """The host's client with a connection pool that fits API_CONCURRENCY threads."""
+    with engine.engine_call(host):
+        return engine.client(host, pool_size=API_CONCURRENCY).api
 
 
 _ZERO_TIME = "0001-01-01T00:00:00Z"
