@@ -227,6 +227,7 @@ def panel(site, actor) -> tuple[float, dict[str, float]]:
         "request+claim": at["cloning"] - wall,
         "clone": at["building"] - at["cloning"],
         "build": at["starting"] - at["building"],
+        "(its build)": deployment.build_time_seconds,
         "start+health": at["healthy"] - at["starting"],
         "switch": at["succeeded"] - at["healthy"],
         "return": ended - at["succeeded"],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -173,19 +174,23 @@ def _transition(
     *,
     error: str = "",
     audit: dict[str, Any] | None = None,
+    unless_cancelled: bool = False,
     **fields,
 ) -> bool:
     """Move from `expected` (a state or tuple of states) to `new`, if still there. Audited,
-    with `audit` added to the entry's changes."""
+    with `audit` added to the entry's changes. `unless_cancelled`: a cancel requested
+    meanwhile raises DeploymentAborted instead."""
     expected = (expected,) if isinstance(expected, str) else tuple(expected)
     now = timezone.now()
     with transaction.atomic():
         row = (
             Deployment.objects.select_for_update()
             .filter(pk=deployment.pk)
-            .values("status", "transitions")
+            .values("status", "transitions", "cancel_requested")
             .get()
         )
+        if unless_cancelled and row["cancel_requested"]:
+            raise DeploymentAborted("cancelled")
         if row["status"] not in expected:
             return False
         values = {
@@ -406,6 +411,12 @@ def _claim(deployment: Deployment, worker: str) -> bool:
         )
 
 
+def _advance(deployment: Deployment, expected: str, new: str, **fields) -> None:
+    """The pipeline's next stage: a checkpoint and the transition in one conditional update."""
+    if not _transition(deployment, expected, new, unless_cancelled=True, **fields):
+        raise DeploymentAborted(f"it left {expected} meanwhile (reaped or cancelled)")
+
+
 def _checkpoint(deployment: Deployment) -> None:
     current = Deployment.objects.filter(pk=deployment.pk).values("status", "cancel_requested").get()
     if current["cancel_requested"]:
@@ -478,9 +489,7 @@ def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> N
 def execute(deployment_id, worker: str = "") -> str:
     """Run one deployment to its end. Safe to call twice: only the claimer proceeds."""
     deployment = (
-        Deployment.objects.select_related(
-            "organization", "site__organization", "site__host", "rollback_of"
-        )
+        Deployment.objects.select_related("organization", "site__organization", "site__host")
         .filter(pk=deployment_id)
         .first()
     )
@@ -563,19 +572,20 @@ class Workdir:
         self.source = self.path / "src"
         shutil.rmtree(self.path, ignore_errors=True)
         self.path.mkdir(mode=0o700, parents=True)
-        self._sweeper: threading.Thread | None = None
+        self._sweeper: subprocess.Popen | None = None
 
     def release_source(self) -> None:
-        """The build has read the clone: delete it while the new container starts (deleting
-        a checkout takes 5-15 ms that the deployment need not wait for)."""
-        self._sweeper = threading.Thread(
-            target=shutil.rmtree, args=(self.source,), kwargs={"ignore_errors": True}
+        """The build has read the clone: delete it while the new container starts. A process
+        of its own: shutil.rmtree in a thread would hold the GIL the pipeline needs."""
+        self._sweeper = subprocess.Popen(  # noqa: S603
+            ["rm", "-rf", "--", str(self.source)],  # noqa: S607
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
-        self._sweeper.start()
 
     def remove(self) -> None:
         if self._sweeper is not None:
-            self._sweeper.join()
+            self._sweeper.wait()
         shutil.rmtree(self.path, ignore_errors=True)
 
 
@@ -590,28 +600,22 @@ def _remove_unswitched_containers(deployment: Deployment) -> None:
         container.delete()
 
 
-def _update(deployment: Deployment, **fields) -> None:
-    """Record what the pipeline learnt (commit, image); the status is _transition's alone."""
-    Deployment.objects.filter(pk=deployment.pk).update(**fields)
-    for name, value in fields.items():
-        setattr(deployment, name, value)
-
-
 def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: Workdir):
     started = time.monotonic()
     rollback_of = deployment.rollback_of
     if rollback_of is not None:
         out.set_stage("cloning")
         out.line(f"==> rollback to deployment #{rollback_of.number} ({rollback_of.commit_hash})")
-        _update(
+        _advance(
             deployment,
+            S.CLONING,
+            S.BUILDING,
             commit_hash=rollback_of.commit_hash,
             commit_message=rollback_of.commit_message,
             image_tag=rollback_of.image_tag,
             image_id=rollback_of.image_id,
         )
-        snapshot = rollback_of.config_snapshot
-        _transition(deployment, S.CLONING, S.BUILDING)
+        snapshot, image = rollback_of.config_snapshot, {}
     else:
         out.set_stage("cloning")
         out.line(f"==> cloning {site.repository_url} ({deployment.branch})")
@@ -624,9 +628,13 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
         out.line(checkout.output)
         subject = checkout.message.splitlines()[0] if checkout.message else ""
         out.line(f"==> commit {checkout.commit}: {subject}")
-        _update(deployment, commit_hash=checkout.commit, commit_message=checkout.message)
-        _checkpoint(deployment)
-        _transition(deployment, S.CLONING, S.BUILDING)
+        _advance(
+            deployment,
+            S.CLONING,
+            S.BUILDING,
+            commit_hash=checkout.commit,
+            commit_message=checkout.message,
+        )
         out.set_stage("building")
         context = workdir.source
         dockerfile = builds.dockerfile_for(site, context)
@@ -648,15 +656,13 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             timeout=settings.DEPLOY_BUILD_TIMEOUT_SECONDS,
         )
         workdir.release_source()
-        _update(
-            deployment,
-            image_tag=tag,
-            image_id=image_id,
-            build_time_seconds=round(time.monotonic() - build_started, 3),
-        )
+        image = {
+            "image_tag": tag,
+            "image_id": image_id,
+            "build_time_seconds": round(time.monotonic() - build_started, 3),
+        }
         snapshot = _snapshot(site)
-    _checkpoint(deployment)
-    _transition(deployment, S.BUILDING, S.STARTING, config_snapshot=snapshot)
+    _advance(deployment, S.BUILDING, S.STARTING, config_snapshot=snapshot, **image)
     out.set_stage("starting")
 
     # The new container runs beside the old one, with the snapshot's configuration; the
@@ -677,7 +683,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
         )
     out.line(f"==> started {new.name} on port {new.port}; waiting for {site.health_check_path}")
     _wait_healthy(site, new, deployment)
-    _transition(deployment, S.STARTING, S.HEALTHY)
+    _advance(deployment, S.STARTING, S.HEALTHY)
     out.set_stage("switching")
     out.line("==> healthy; switching traffic and stopping the old container")
 
