@@ -268,6 +268,12 @@ class LogWriter:
             self._stop.set()
             self._flusher.join(timeout=10)
 
+    def close(self) -> None:
+        """Write everything out, from this thread only: a chunk the autoflush thread was
+        still writing could otherwise land after the final status a reader stops at."""
+        self.stop_autoflush()
+        self.flush()
+
     def write(self, text: str) -> None:
         with self.lock:
             self.buffer.append(text)
@@ -508,7 +514,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return deployment.status
     except DeploymentAborted as exc:
         out.line(f"==> stopped: {exc}")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         if deployment.status not in FINAL_DEPLOYMENT_STATES:
             _transition(
                 deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error="Cancelled while running."
@@ -516,12 +522,12 @@ def execute(deployment_id, worker: str = "") -> str:
         return "cancelled"
     except builds.BuildCancelled as exc:
         out.line(f"==> {exc}")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error=str(exc))
         return "cancelled"
     except builds.BuildTimedOut as exc:
         out.line(f"==> {exc}")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.TIMED_OUT, error=str(exc))
         return "timed_out"
     except (
@@ -534,13 +540,13 @@ def execute(deployment_id, worker: str = "") -> str:
         ValidationError,
     ) as exc:
         out.line(f"==> failed: {exc}")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.FAILED, error=str(exc))
         return "failed"
     except Exception as exc:
         log.exception("deployment %s crashed", deployment.pk)
         out.line(f"==> failed: internal error ({exc.__class__.__name__})")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         _transition(
             deployment,
             ACTIVE_DEPLOYMENT_STATES,
@@ -550,8 +556,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return "failed"
     finally:
         heartbeat.stop()
-        out.stop_autoflush()
-        out.flush()
+        out.close()
         workdir.remove()
         deployment.refresh_from_db()
         if deployment.status != S.SUCCEEDED:
@@ -686,6 +691,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
     _advance(deployment, S.STARTING, S.HEALTHY)
     out.set_stage("switching")
     out.line("==> healthy; switching traffic and stopping the old container")
+    out.stop_autoflush()  # the switch below writes the log's last chunks itself
 
     with transaction.atomic():
         site = (
@@ -715,7 +721,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             ]
         )
         out.line(f"==> deployment #{deployment.number} succeeded")
-        out.flush()  # the whole log is written before the final status
+        out.close()  # the whole log is written before the final status
         _transition(
             deployment,
             S.HEALTHY,
