@@ -11,18 +11,17 @@ from tests.docker_engines import free_port
 from tests.monitoring.test_health import health_settings, running_site, server  # noqa: F401
 
 
+def container(site, name: str, port: int, **fields) -> Container:
+    fields.setdefault("created", timezone.now())
+    return Container.objects.create(
+        host=site.host, site=site, docker_id=name, name=name, image="x", state="running",
+        port=port, **fields,
+    )  # fmt: skip
+
+
 def test_check_goes_to_the_serving_containers_port(cast, server, health_settings):  # noqa: F811
     site = running_site(cast.org, free_port())  # nothing listens on the internal port
-    Container.objects.create(
-        host=site.host,
-        site=site,
-        docker_id="c1",
-        name="c1",
-        image="x",
-        state="running",
-        created=timezone.now(),
-        port=server.port,
-    )
+    container(site, "c1", server.port)
 
     assert health.check_all_sites() == 1
 
@@ -34,27 +33,9 @@ def test_check_goes_to_the_serving_containers_port(cast, server, health_settings
 def test_check_ignores_a_retired_container_even_when_it_is_newer(cast, server, health_settings):  # noqa: F811
     site = running_site(cast.org, free_port())
     now = timezone.now()
-    Container.objects.create(
-        host=site.host,
-        site=site,
-        docker_id="c1",
-        name="c1",
-        image="x",
-        state="running",
-        created=now,
-        port=server.port,
-    )
-    Container.objects.create(
-        host=site.host,
-        site=site,
-        docker_id="c0",
-        name="c0",
-        image="x",
-        state="running",
-        created=now + timedelta(seconds=1),
-        port=free_port(),  # nothing listens: a check sent here fails
-        retired_at=now,
-    )
+    container(site, "c1", server.port, created=now)
+    # Nothing listens on its port: a check sent there would fail.
+    container(site, "c0", free_port(), created=now + timedelta(seconds=1), retired_at=now)
 
     assert health.check_all_sites() == 1
 
