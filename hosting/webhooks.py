@@ -12,9 +12,12 @@ once when set). Two signature schemes are accepted, both HMAC-SHA256 with the si
 
 Replay protection: a delivery is remembered per site by its delivery id and by its
 signature (the delivery id header is not signed, so a captured request sent again under a
-new id is still caught). A delivery refused for its content (another branch, bad JSON) is
-not remembered, so it can be sent again once the site is fixed. Bad or missing signatures
-are audited as `webhook.rejected` with the reason only: never the body or the secret.
+new id is still caught). Remembered deliveries are purged after DEPLOY_LOG_RETENTION_DAYS,
+so a GitHub-style push (no signed timestamp) whose signed `repository.pushed_at` is older
+than that is refused as a possible replay. A delivery refused for its content (another
+branch, bad JSON) is not remembered, so it can be sent again once the site is fixed. Bad or
+missing signatures are audited as `webhook.rejected` with the reason only: never the body or
+the secret.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import parse_qs
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -63,6 +67,27 @@ class WebhookRefused(Exception):
 
 class _Replayed(Exception):
     pass
+
+
+class _Stale(Exception):
+    pass
+
+
+def replay_window_seconds() -> int:
+    """How old a GitHub-style push may be: deliveries are remembered (and so caught when sent
+    again) for DEPLOY_LOG_RETENTION_DAYS; a day is kept as margin for clocks and purges."""
+    return max(1, settings.DEPLOY_LOG_RETENTION_DAYS - 1) * 86400
+
+
+def _pushed_before_window(payload: Any, now: float) -> bool:
+    """GitHub signs no timestamp, but its push payloads carry `repository.pushed_at` (unix
+    seconds) inside the signed body: a push older than the window may be a replay of a
+    delivery whose id was already purged. Payloads without it cannot be judged."""
+    repository = payload.get("repository") if isinstance(payload, dict) else None
+    pushed_at = repository.get("pushed_at") if isinstance(repository, dict) else None
+    if isinstance(pushed_at, bool) or not isinstance(pushed_at, int):
+        return False
+    return pushed_at < now - replay_window_seconds()
 
 
 @dataclass(frozen=True)
@@ -146,10 +171,23 @@ def receive(webhook_id, *, body: bytes, headers: Mapping[str, str], now=None) ->
                 raise WebhookRefused(
                     422, "event_not_deployed", f"Only push events deploy; {event!r} was ignored."
                 )
-            deployment = handle_push(site, _payload(body, headers))
+            payload = _payload(body, headers)
+            if headers.get(GITHUB_SIGNATURE) and _pushed_before_window(
+                payload, time.time() if now is None else now
+            ):
+                raise _Stale
+            deployment = handle_push(site, payload)
     except _Replayed:
         _reject(site, "replayed delivery", delivery_id=delivery_id)
         raise WebhookRefused(409, "replayed", "This delivery was already received.") from None
+    except _Stale:
+        _reject(site, "push older than the replay window", delivery_id=delivery_id)
+        raise WebhookRefused(
+            409,
+            "stale_push",
+            f"This push is over {replay_window_seconds() // 86400} days old: refused as a "
+            "possible replay.",
+        ) from None
     return WebhookResult(202, "deployment queued", deployment)
 
 

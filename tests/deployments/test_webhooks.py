@@ -261,6 +261,29 @@ def test_replayed_delivery_id_is_409(site, secret):
     assert rejections(site).get().changes["reason"] == "replayed delivery"
 
 
+def test_github_push_older_than_the_delivery_memory_is_refused_as_a_replay(site, secret, settings):
+    """GitHub signs no timestamp: once a delivery's id is purged, only the signed push time
+    (`repository.pushed_at`) tells an old captured delivery from a new one."""
+    settings.DEPLOY_LOG_RETENTION_DAYS = 90
+    now = int(time.time())
+    old = {**PUSH, "repository": {"name": "web", "pushed_at": now - 90 * 86400}}
+
+    response = github(site, secret, old)
+
+    assert_error(response, 409, "stale_push")
+    assert "89 days" in response.json()["detail"]
+    assert not Deployment.objects.exists()
+    assert rejections(site).get().changes["reason"] == "push older than the replay window"
+    assert not WebhookDelivery.objects.exists()  # not remembered: nothing was done
+    recent = {**PUSH, "repository": {"name": "web", "pushed_at": now - 88 * 86400}}
+    assert github(site, secret, recent).status_code == 202
+    # A generic delivery has its own signed timestamp; a bool or string pushed_at is no time.
+    assert generic(site, secret, old).status_code == 202
+    odd = {**PUSH, "repository": {"pushed_at": True}}
+    assert github(site, secret, odd).status_code == 202
+    assert Deployment.objects.count() == 3
+
+
 def test_same_signed_request_under_a_new_delivery_id_is_409(site, secret):
     assert generic(site, secret, timestamp=1_700_000_000 + 0, delivery="a").status_code == 401
     now = int(time.time())
