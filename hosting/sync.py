@@ -12,17 +12,14 @@ started while the engine was listing is neither marked missing nor reported as d
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from audit import actions
@@ -36,6 +33,7 @@ from hosting.models import (
     ObservedState,
     Site,
 )
+from hostpanel.db import real_sqlite_parameter_limit
 
 UPDATED_FIELDS = [
     "site",
@@ -82,33 +80,6 @@ def _ports(raw: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-@contextmanager
-def _real_sqlite_parameter_limit() -> Iterator[None]:
-    """Let bulk_create use the SQLite library's real parameter limit, for this block.
-
-    Django 5.2 assumes SQLite's historic 999-variable limit (`max_query_params`), so a
-    14-column upsert of 500 containers became 8 statements. SQLite 3.32+ allows 32,766
-    (Debian builds 250,000); Django 6.0 reads the real limit (ticket #36143). Until then it
-    is read here and restored afterwards, so no other code sees the change.
-    """
-    if connection.vendor != "sqlite":
-        yield
-        return
-    connection.ensure_connection()
-    real = connection.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    features = connection.features
-    had_own = "max_query_params" in vars(features)
-    saved = features.max_query_params
-    features.max_query_params = max(saved, real)
-    try:
-        yield
-    finally:
-        if had_own:
-            features.max_query_params = saved
-        else:
-            del features.max_query_params
-
-
 def sync_host(host: DockerHost) -> SyncResult:
     """Reconcile one host. Raises engine.HostUnavailable/HostError without touching rows."""
     now = timezone.now()  # before the listing: anything written after it is newer
@@ -153,7 +124,7 @@ def sync_host(host: DockerHost) -> SyncResult:
                 state_by_site[site_id] = (raw.get("State") or "unknown", _created(raw) or now)
 
     with transaction.atomic():
-        with _real_sqlite_parameter_limit():
+        with real_sqlite_parameter_limit():
             Container.objects.bulk_create(
                 rows,
                 update_conflicts=True,

@@ -12,7 +12,7 @@ Rates come from the previous sample of the same container: the previous samples 
 with the container query itself (a correlated subquery on the (site, timestamp) index, one
 row per container) and fetched with one more query, so a tick costs a fixed number of queries
 whatever the container count. A tick's samples are inserted with one bulk_create in one
-transaction.
+transaction (one statement on SQLite too: see hostpanel.db).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from docker.errors import InvalidVersion
 
 from hosting import docker as engine
 from hosting.models import Container, DockerHost, ObservedState
+from hostpanel.db import real_sqlite_parameter_limit
 from monitoring import cgroups
 from monitoring.cgroups import Counters
 from monitoring.models import UsageSample
@@ -305,7 +306,7 @@ def collect_host(host: DockerHost, *, source: str = "auto") -> int:
         if t.docker_id in readings
     ]
     if samples:
-        with transaction.atomic():
+        with transaction.atomic(), real_sqlite_parameter_limit():
             UsageSample.objects.bulk_create(samples)
     return len(samples)
 

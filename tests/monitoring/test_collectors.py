@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from hosting import docker as engine
-from hosting.models import Container, DockerHost, Site
+from hosting.models import Container, DockerHost, OrganizationQuota, Site
 from monitoring import collectors
 from monitoring.cgroups import Counters
 from monitoring.models import UsageSample
@@ -363,6 +363,24 @@ def test_one_insert_and_a_constant_number_of_queries_per_tick(cast, host, tree):
     assert len(inserts(small)) == len(inserts(large)) == 1
     assert len(large) == len(small)
     assert UsageSample.objects.count() == 2 + 2 + 10 + 10
+
+
+def test_a_tick_of_many_containers_is_still_one_insert(cast, host, tree):
+    """On SQLite Django 5.2 would split it into statements of 58 rows (its 999-variable
+    assumption); hostpanel.db lets it use the library's real limit."""
+    OrganizationQuota.objects.update_or_create(
+        organization=cast.org,
+        defaults={"max_sites": 100, "max_memory_mb": 100_000, "max_cpu_percent": 100_000},
+    )
+    for n, site in enumerate(make_sites(cast.org, 70), start=1):
+        running_container(host, site, n)
+        tree.set(cid(n), cpu_ns=n * 10**9)
+
+    sqls = tick_queries(host)
+
+    assert len(inserts(sqls)) == 1
+    assert UsageSample.objects.count() == 70
+    assert connection.features.max_query_params == type(connection.features).max_query_params
 
 
 def test_nothing_running_costs_one_query(cast, host, tree):
