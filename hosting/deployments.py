@@ -721,7 +721,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             ]
         )
         out.line(f"==> deployment #{deployment.number} succeeded")
-        out.close()  # the whole log is written before the final status
+        out.flush()  # the whole log is written before the final status (autoflush stopped)
         _transition(
             deployment,
             S.HEALTHY,
