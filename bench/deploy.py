@@ -249,6 +249,7 @@ def main(args) -> None:
 
     from accounts.models import Organization
     from hosting import deployments, services
+    from hosting.reconcile import converge_now
 
     deployments._enqueue = lambda deployment_id: None  # execute() is called right here
     call_command("migrate", verbosity=0)
@@ -267,18 +268,20 @@ def main(args) -> None:
         generated.write_text(STATIC_DOCKERFILE)
         for kind in ("static", "dockerfile"):
             repo = make_repo(WORK / f"repo-{kind}", kind)
-            site = services.create_site(
-                org,
-                actor=None,
-                host=host,
-                name=f"{kind} site",
-                slug=kind,
-                site_type="static" if kind == "static" else "docker",
-                image=IMAGE,
-                desired_state="stopped",
-                internal_port=free_port(),
-                repository_url=f"file://{repo}",
-                limits={"memory_mb": 128, "cpu_percent": 100},
+            site = converge_now(
+                services.create_site(
+                    org,
+                    actor=None,
+                    host=host,
+                    name=f"{kind} site",
+                    slug=kind,
+                    site_type="static" if kind == "static" else "docker",
+                    image=IMAGE,
+                    desired_state="stopped",
+                    internal_port=free_port(),
+                    repository_url=f"file://{repo}",
+                    limits={"memory_mb": 128, "cpu_percent": 100},
+                )
             )
             dockerfile = generated if kind == "static" else repo / "Dockerfile"
             # Warm-up: the site's first container, the CLI, the base layer in the cache.

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
@@ -21,7 +22,7 @@ from django.utils.html import format_html
 
 from accounts.admin import ReadOnlyInline, ServiceModelAdmin, ServiceRefused, refusal_message
 from accounts.models import Organization
-from hosting import crypto, deployments, services
+from hosting import crypto, deployments, queue, reconcile, services
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -32,6 +33,7 @@ from hosting.models import (
     EnvironmentVariable,
     HostStatus,
     OrganizationQuota,
+    ReconcileStatus,
     ResourceLimit,
     Site,
     SiteTemplate,
@@ -70,17 +72,12 @@ class HostingAdmin(ServiceModelAdmin):
     """Base of the hosting admins: writes by services; engine failures are refusals too."""
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        # ModelAdmin's view, not ServiceModelAdmin's: the refusal has to be seen here, after
-        # the admin's transaction rolled back, because that rollback also undid the service
-        # marking an unreachable host offline. It is marked again, now for good.
+        # ModelAdmin's view, not ServiceModelAdmin's: a refusal is shown as a message.
         try:
             return admin.ModelAdmin.changeform_view(
                 self, request, object_id, form_url, extra_context
             )
         except ServiceRefused as refused:
-            cause = refused.__cause__
-            if isinstance(cause, engine.HostUnavailable):
-                services.mark_host_offline(cause.host, cause.reason, actor=request.user)
             self.message_user(request, str(refused), messages.ERROR)
             return HttpResponseRedirect(request.get_full_path())
 
@@ -333,12 +330,25 @@ class SiteAdmin(ViewOnlyAdmin):
         return request.user.has_perm("hosting.delete_site")
 
     def _act(self, request, queryset, service, done_message):
+        """The change is recorded by the service; the engine follows (inline, bounded), and
+        a site it could not reach yet is named with the engine's reason."""
+        waiting: list[Site] = []
+
+        def change(site):
+            site = reconcile.converge_now(service(site, actor=request.user))
+            if site.reconcile_status != ReconcileStatus.CONVERGED:
+                waiting.append(site)
+
         self.run_each(
-            request,
-            queryset.select_related("organization", "host"),
-            lambda site: service(site, actor=request.user),
-            done_message,
+            request, queryset.select_related("organization", "host"), change, done_message
         )
+        for site in waiting:
+            self.message_user(
+                request,
+                f"{site}: {site.reconcile_status}: {site.reconcile_error} "
+                "(recorded; the engine follows when it answers)",
+                messages.WARNING,
+            )
 
     @admin.action(description="Start selected sites", permissions=["operate"])
     def start_sites(self, request, queryset):
@@ -393,6 +403,9 @@ class ResourceLimitAdmin(HostingAdmin):
                 services.update_limits(
                     Site.objects.get(pk=obj.site_id), actor=request.user, **changed
                 )
+            # The admin's form runs in a transaction: the engine is a worker's, after it.
+            site_id = str(obj.site_id)
+            transaction.on_commit(lambda: queue.send("reconcile_site", site_id))
         obj.refresh_from_db()
 
 

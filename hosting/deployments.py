@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit import actions
 from audit.services import record
-from hosting import builds, crypto, git, services
+from hosting import builds, crypto, git, runtime, services
 from hosting import docker as engine
 from hosting.models import (
     ACTIVE_DEPLOYMENT_STATES,
@@ -682,10 +682,9 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             v["key"]: crypto.decrypt(v["value"]) if v["is_secret"] else v["value"]
             for v in snapshot["env"]
         }
-    with transaction.atomic():
-        new = services._run_container(
-            site, image=deployment.image_tag, deployment=deployment, env=env, limits=limits
-        )
+    new = runtime.run_container(
+        site, image=deployment.image_tag, deployment=deployment, env=env, limits=limits
+    )
     out.line(f"==> started {new.name} on port {new.port}; waiting for {site.health_check_path}")
     _wait_healthy(site, new, deployment)
     _advance(deployment, S.STARTING, S.HEALTHY)

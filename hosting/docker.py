@@ -7,6 +7,7 @@ security policy every tenant container gets; tenants cannot reach or override it
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import shlex
 import threading
 import time
@@ -17,6 +18,7 @@ from typing import Any
 import docker
 import requests
 from django.conf import settings
+from django.db import connection
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import _create_container_args
 
@@ -68,6 +70,37 @@ class SpecRejected(Exception):
         self.reason = reason
 
 
+class EngineCallInTransaction(RuntimeError):
+    """An engine call was made inside a database transaction (DESIGN.md, "Control loop")."""
+
+
+def assert_outside_transaction() -> None:
+    """Engine calls can hang for their whole timeout; inside a transaction that holds
+    SQLite's write lock (or a PostgreSQL connection idle in transaction) for as long.
+    The test suite's own wrapping transaction does not count."""
+    blocks = getattr(connection, "atomic_blocks", [])
+    if connection.in_atomic_block and any(not b._from_testcase for b in blocks):
+        raise EngineCallInTransaction(
+            "Docker engine call inside a database transaction; commit first."
+        )
+
+
+_call_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "engine_call_timeout", default=None
+)
+
+
+@contextlib.contextmanager
+def call_timeout(seconds: float):
+    """Engine calls in this block give up after `seconds` instead of DOCKER_TIMEOUT_SECONDS
+    (a request that waits for its change a bounded time)."""
+    token = _call_timeout.set(seconds)
+    try:
+        yield
+    finally:
+        _call_timeout.reset(token)
+
+
 _clients: dict[tuple, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
 
@@ -75,7 +108,15 @@ _clients_lock = threading.Lock()
 def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
     """The one client per host (and connection pool size: `pool_size` threads at a time use
     it without urllib3 opening and dropping extra connections)."""
-    key = (host.endpoint, host.tls_ca_cert, host.tls_client_cert, host.tls_client_key, pool_size)
+    timeout = _call_timeout.get() or settings.DOCKER_TIMEOUT_SECONDS
+    key = (
+        host.endpoint,
+        host.tls_ca_cert,
+        host.tls_client_cert,
+        host.tls_client_key,
+        pool_size,
+        timeout,
+    )
     with _clients_lock:
         if key not in _clients:
             tls: Any = False
@@ -88,7 +129,7 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
             _clients[key] = docker.DockerClient(
                 base_url=host.endpoint,
                 tls=tls,
-                timeout=settings.DOCKER_TIMEOUT_SECONDS,
+                timeout=timeout,
                 max_pool_size=pool_size,
                 use_ssh_client=host.endpoint.startswith("ssh://"),
             )
@@ -108,6 +149,7 @@ class engine_call:
         self.host = host
 
     def __enter__(self):
+        assert_outside_transaction()
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -158,6 +200,23 @@ def list_containers(host: DockerHost) -> list[dict[str, Any]]:
     """Every container on the engine, as the raw list call returns them (no inspect)."""
     with engine_call(host):
         return client(host).api.containers(all=True)
+
+
+def site_containers(host: DockerHost, site_id: str) -> list[dict[str, Any]]:
+    """The engine's containers labelled as the site's (one list call, no inspect)."""
+    with engine_call(host):
+        return client(host).api.containers(all=True, filters={"label": f"{LABEL_SITE}={site_id}"})
+
+
+def limits_differ(info: dict[str, Any], limits: ResourceLimit) -> bool:
+    """Whether an inspected container runs with other limits than `limits`."""
+    kw = limit_kwargs(limits)
+    config = info.get("HostConfig") or {}
+    return (
+        config.get("Memory") != kw["mem_limit"]
+        or config.get("NanoCpus") != kw["nano_cpus"]
+        or (config.get("PidsLimit") or 0) != (kw["pids_limit"] or 0)
+    )
 
 
 def engine_version(host: DockerHost) -> str:

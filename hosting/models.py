@@ -86,6 +86,15 @@ class ObservedState(models.TextChoices):
     DEAD = "dead", "Dead"
     MISSING = "missing", "Missing"
     REMOVED = "removed", "Removed"
+    STOPPED = "stopped", "Stopped"  # stopped and never run: no container exists
+
+
+class ReconcileStatus(models.TextChoices):
+    """How far the engine is from what the database asks for (hosting/reconcile.py)."""
+
+    PENDING = "pending", "Pending"  # a change waits for its engine (unreachable or slow)
+    CONVERGED = "converged", "Converged"
+    FAILED = "failed", "Failed"  # the engine refused the change; reconcile_error says why
 
 
 class SiteQuerySet(OrganizationScopedQuerySet):
@@ -125,6 +134,20 @@ class Site(TimeStampedModel):
     needs_restart = models.BooleanField(
         default=False, help_text="Configuration changed since the container was created."
     )
+    restart_requested = models.BooleanField(
+        default=False, help_text="A restart was asked for and the reconciler has not done it."
+    )
+    generation = models.PositiveBigIntegerField(
+        default=0, help_text="Bumped by every change of the desired state."
+    )
+    reconciled_generation = models.PositiveBigIntegerField(
+        default=0, help_text="The last generation the engine was brought to."
+    )
+    reconcile_status = models.CharField(
+        max_length=10, choices=ReconcileStatus.choices, default=ReconcileStatus.PENDING
+    )
+    reconcile_error = models.TextField(blank=True)
+    reconciled_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     deployed_image = models.CharField(
         max_length=255, blank=True, help_text="Image built by the last successful deployment."
@@ -146,7 +169,10 @@ class Site(TimeStampedModel):
                 violation_error_message="A site with this slug exists in the organization.",
             )
         ]
-        indexes = [models.Index(fields=["host", "deleted_at"])]
+        indexes = [
+            models.Index(fields=["host", "deleted_at"]),
+            models.Index(fields=["reconcile_status"], name="hosting_site_reconcile_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.organization.slug}/{self.slug}"

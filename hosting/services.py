@@ -1,22 +1,20 @@
 """Every state change of hosting: validates, writes in one transaction, records the audit entry.
 
-Docker work happens inside the transaction that records it, so a failed engine call rolls the
-database back; a container created before a later failure is removed again. When an engine
-cannot be reached, the host is marked offline in a transaction of its own (`docker_guarded`).
+No engine call happens inside a transaction. A change to what a site should be (state,
+limits, deletion) is written with the audit entry and a bumped `Site.generation`; the
+reconciler (`hosting/reconcile.py`) then brings the engine to it after the commit.
 """
 
 from __future__ import annotations
 
-import functools
 import secrets
-import socket
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -27,7 +25,6 @@ from audit.services import diff, record, snapshot
 from hosting import crypto, git
 from hosting import docker as engine
 from hosting.models import (
-    Container,
     DesiredState,
     DockerHost,
     Domain,
@@ -35,11 +32,20 @@ from hosting.models import (
     HostStatus,
     ObservedState,
     OrganizationQuota,
+    ReconcileStatus,
     ResourceLimit,
     Site,
     SiteTemplate,
     SiteType,
 )
+from hosting.runtime import (
+    NoHostAvailable,
+    current_container,
+    serving_containers,
+    site_environment,
+)
+
+__all__ = ["NoHostAvailable", "current_container", "serving_containers", "site_environment"]
 
 SITE_FIELDS = (
     "name",
@@ -87,28 +93,6 @@ HOST_FIELDS = (
     "tls_client_cert",
     "tls_client_key",
 )
-
-
-class NoHostAvailable(Exception):
-    api_status = 503
-    api_code = "no_host_available"
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def docker_guarded(func: F) -> F:
-    """Mark a host offline when its engine cannot be reached, after the change rolled back."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except engine.HostUnavailable as exc:
-            mark_host_offline(exc.host, exc.reason)
-            raise
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _full_clean(instance, exclude: Iterable[str] = (), unique_field: str = "") -> None:
@@ -317,111 +301,6 @@ def _validate_site(site: Site) -> None:
         raise ValidationError(errors)
 
 
-def site_environment(site: Site) -> dict[str, str]:
-    """The site's variables as the container gets them: the only place secrets are decrypted."""
-    env = {}
-    for var in site.env_vars.all():
-        env[var.key] = crypto.decrypt(var.value) if var.is_secret else var.value
-    return env
-
-
-def allocate_port(site: Site) -> int:
-    """The host port a new container of the site listens on ($PORT).
-
-    With host networking every container needs a port of its own: the site's internal port
-    when no container on the host holds it, else the first free one of SITE_PORT_RANGE (a
-    deployment starts its new container beside the old one).
-    """
-    if site.host.network_mode != "host":
-        return site.internal_port
-    used = set(
-        Container.objects.filter(host=site.host, port__isnull=False)
-        .exclude(state=ObservedState.MISSING)
-        .values_list("port", flat=True)
-    )
-    if site.internal_port not in used:
-        return site.internal_port
-    low, high = settings.SITE_PORT_RANGE
-    for port in range(low, high + 1):
-        if port not in used and _port_is_free(site.host.address, port):
-            return port
-    raise NoHostAvailable(f"No free port left on {site.host.name} in {low}-{high}.")
-
-
-def _port_is_free(address: str, port: int) -> bool:
-    """Only a loopback host can be probed from here; others are trusted to the database."""
-    if not address.startswith("127."):
-        return True
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-        except OSError:
-            return False
-    return True
-
-
-def _run_container(
-    site: Site,
-    *,
-    image: str = "",
-    deployment=None,
-    env: dict[str, str] | None = None,
-    limits: ResourceLimit | None = None,
-) -> Container:
-    """Create and start a fresh container for the site on its host; record the row.
-
-    `env` and `limits` override the site's own (a rollback runs its snapshot's).
-    """
-    host = site.host
-    port = allocate_port(site)
-    extra = {engine.LABEL_DEPLOYMENT: str(deployment.pk)} if deployment is not None else {}
-    spec = engine.container_spec(
-        site,
-        limits or site.limits,
-        site_environment(site) if env is None else env,
-        host,
-        port=port,
-        image=image or site.deployed_image,
-        extra_labels=extra,
-    )
-    docker_id = engine.create_and_start(host, spec)
-    try:
-        return Container.objects.create(
-            host=host,
-            site=site,
-            docker_id=docker_id,
-            name=spec["name"],
-            image=spec["image"],
-            state=ObservedState.RUNNING,
-            status="Up",
-            labels=spec["labels"],
-            created=timezone.now(),
-            port=port,
-            deployment=deployment,
-        )
-    except Exception:
-        engine.remove(host, docker_id)
-        raise
-
-
-def serving_containers(site: Site):
-    return site.containers.serving().filter(host=site.host)
-
-
-def current_container(site: Site) -> Container | None:
-    return serving_containers(site).order_by("-created").first()
-
-
-def _remove_containers(site: Site, *, serving_only: bool = False) -> None:
-    """Remove the site's containers; `serving_only` spares a deployment's not yet switched."""
-    containers = serving_containers(site) if serving_only else site.containers.all()
-    for container in containers.select_related("host"):
-        engine.remove(container.host, container.docker_id)
-        container.delete()
-
-
-@docker_guarded
 def create_site(
     org: Organization,
     *,
@@ -431,7 +310,8 @@ def create_site(
     host: DockerHost | None = None,
     **fields,
 ) -> Site:
-    """Create a site (from a template when given), within quota, and start it if desired."""
+    """Create a site (from a template when given), within quota. Its container is the
+    reconciler's job, after the commit."""
     if template is not None:
         for name in ("site_type", "image", "build_command", "start_command"):
             fields.setdefault(name, getattr(template, name))
@@ -445,9 +325,14 @@ def create_site(
     _full_clean(site, exclude=["host"], unique_field="slug")
     _full_clean(limit, exclude=["site", "organization"])
     _validate_site(site)
+    site.host = host or choose_host(limit.memory_mb)
+    if site.desired_state == DesiredState.RUNNING:
+        _check_image(site)
+    else:
+        site.observed_state = ObservedState.STOPPED
+    site.generation = 1
     with transaction.atomic():
         check_quota(org, new_site=True, limits=limit)
-        site.host = host or choose_host(limit.memory_mb)
         try:
             with transaction.atomic():
                 site.save()
@@ -466,11 +351,26 @@ def create_site(
                 "template": template.slug if template else None,
             },
         )
-        if site.desired_state == DesiredState.RUNNING:
-            _run_container(site)
-            site.observed_state = ObservedState.RUNNING
-            site.save(update_fields=["observed_state", "updated_at"])
     return site
+
+
+def _check_image(site: Site) -> None:
+    """Refuse (400) a site whose image its host does not have, before anything is written.
+    An engine that does not answer now is no reason to refuse: the reconciler waits for it."""
+    if site.site_type == SiteType.STATIC and not site.image:
+        image = settings.HOSTPANEL_STATIC_IMAGE
+    else:
+        image = site.image
+    if not image:
+        return
+    try:
+        engine.image_id(site.host, image)
+    except engine.SpecRejected as exc:
+        raise ValidationError(
+            {"image": f"Image {image} is not on host {site.host.name}: {exc.reason}"}
+        ) from None
+    except (engine.HostUnavailable, engine.HostError):
+        pass
 
 
 def update_site(site: Site, *, actor: User | None, **fields) -> Site:
@@ -499,18 +399,27 @@ def update_site(site: Site, *, actor: User | None, **fields) -> Site:
     return site
 
 
-def _set_state(site: Site, desired: str, observed: str, action: str, actor) -> None:
-    before = {"desired_state": site.desired_state, "observed_state": site.observed_state}
-    site.desired_state = desired
-    site.observed_state = observed
-    site.save(update_fields=["desired_state", "observed_state", "needs_restart", "updated_at"])
+def _want(site: Site, action: str, actor: User | None, **desired: Any) -> None:
+    """Record a change of what the site should be, audited, and bump its generation so the
+    reconciler knows it has work (inside the caller's transaction)."""
+    before = {name: getattr(site, name) for name in desired}
+    for name, value in desired.items():
+        setattr(site, name, value)
+    site.generation = F("generation") + 1
+    site.reconcile_status = ReconcileStatus.PENDING
+    site.save(update_fields=[*desired, "generation", "reconcile_status", "updated_at"])
+    site.refresh_from_db(fields=["generation"])
     record(
         action,
         actor=actor,
         organization=site.organization,
         target=site,
-        changes={"before": before, "after": {"desired_state": desired, "observed_state": observed}},
+        changes={"before": _jsonable(before), "after": _jsonable(desired)},
     )
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}
 
 
 def _lock_site(site: Site) -> Site:
@@ -526,54 +435,37 @@ def _lock_site(site: Site) -> Site:
     return site
 
 
-@docker_guarded
 def start_site(site: Site, *, actor: User | None) -> Site:
     with transaction.atomic():
         site = _lock_site(site)
-        container = current_container(site)
-        if container is None or engine.state_of(site.host, container.docker_id) == "missing":
-            if container is not None:
-                container.delete()
-            _run_container(site)
-            site.needs_restart = False
-        else:
-            engine.start(site.host, container.docker_id)
-        _set_state(site, DesiredState.RUNNING, ObservedState.RUNNING, actions.SITE_START, actor)
+        _want(site, actions.SITE_START, actor, desired_state=DesiredState.RUNNING)
     return site
 
 
-@docker_guarded
 def stop_site(site: Site, *, actor: User | None) -> Site:
     with transaction.atomic():
         site = _lock_site(site)
-        container = current_container(site)
-        if container is not None:
-            engine.stop(site.host, container.docker_id)
-            container.state = ObservedState.EXITED
-            container.save(update_fields=["state"])
-        _set_state(site, DesiredState.STOPPED, ObservedState.EXITED, actions.SITE_STOP, actor)
+        _want(site, actions.SITE_STOP, actor, desired_state=DesiredState.STOPPED)
     return site
 
 
-@docker_guarded
 def restart_site(site: Site, *, actor: User | None) -> Site:
     """Restart; a site whose configuration changed gets a new container with it."""
     with transaction.atomic():
         site = _lock_site(site)
-        container = current_container(site)
-        if container is None or site.needs_restart:
-            _remove_containers(site, serving_only=True)
-            _run_container(site)
-            site.needs_restart = False
-        else:
-            engine.restart(site.host, container.docker_id)
-        _set_state(site, DesiredState.RUNNING, ObservedState.RUNNING, actions.SITE_RESTART, actor)
+        _want(
+            site,
+            actions.SITE_RESTART,
+            actor,
+            desired_state=DesiredState.RUNNING,
+            restart_requested=True,
+        )
     return site
 
 
-@docker_guarded
 def delete_site(site: Site, *, actor: User | None) -> Site:
-    """Soft delete (seed 001): the row and its history stay; containers and domains go."""
+    """Soft delete (seed 001): the row and its history stay; domains go now, containers when
+    the reconciler removes them."""
     with transaction.atomic():
         site = (
             Site.objects.select_for_update(of=("self",))
@@ -584,10 +476,13 @@ def delete_site(site: Site, *, actor: User | None) -> Site:
             raise ValidationError({"site": "This site is already deleted."})
         released = list(site.domains.values_list("hostname", flat=True))
         site.domains.all().delete()
-        _remove_containers(site)
-        site.deleted_at = timezone.now()
-        _set_state(site, DesiredState.STOPPED, ObservedState.REMOVED, actions.SITE_DELETE, actor)
-        site.save(update_fields=["deleted_at"])
+        _want(
+            site,
+            actions.SITE_DELETE,
+            actor,
+            desired_state=DesiredState.STOPPED,
+            deleted_at=timezone.now(),
+        )
         if released:
             record(
                 actions.DOMAIN_REMOVE,
@@ -599,9 +494,8 @@ def delete_site(site: Site, *, actor: User | None) -> Site:
     return site
 
 
-@docker_guarded
 def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
-    """Change limits within quota; a running container gets them in place, no restart."""
+    """Change limits within quota; the reconciler gives a container them in place."""
     unknown = set(fields) - set(LIMIT_FIELDS)
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
@@ -623,13 +517,9 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
                 target=site,
                 changes=changes,
             )
-        container = current_container(site)
-        if container is not None:
-            # The engine updates stopped containers too, so a later start has the new limits.
-            try:
-                engine.update_limits(site.host, container.docker_id, limits)
-            except engine.SpecRejected:
-                Site.objects.filter(pk=site.pk).update(needs_restart=True)
+            Site.objects.filter(pk=site.pk).update(
+                generation=F("generation") + 1, reconcile_status=ReconcileStatus.PENDING
+            )
     return limits
 
 

@@ -160,7 +160,10 @@ def sync_host(host: DockerHost) -> SyncResult:
         )
         vanished = list(
             candidates.exclude(observed_state=ObservedState.MISSING)
-            .exclude(observed_state=ObservedState.UNKNOWN, containers__isnull=True)
+            .exclude(
+                observed_state__in=(ObservedState.UNKNOWN, ObservedState.STOPPED),
+                containers__isnull=True,
+            )
             .select_related("organization")
         )
         if vanished:

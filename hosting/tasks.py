@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import services, sync
+from hosting import reconcile, services, sync
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.retry import TRANSIENT_ERRORS, backoff
 from monitoring.claims import claim
@@ -70,27 +70,59 @@ def probe_host(host_id: str) -> str:
     with claim(f"hosting.probe_host:{host_id}", ttl=timedelta(minutes=2)) as mine:
         if not mine:
             return "busy"
-        return services.ping_host(host, actor=None).status
+        status = services.ping_host(host, actor=None).status
+    if status == HostStatus.ONLINE:
+        for site_id in reconcile.pending_sites(host).values_list("pk", flat=True):
+            reconcile_site.delay(str(site_id))
+    return status
 
 
-@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=3)
-def restore_site(self, site_id: str) -> str:
-    """Bring back a site whose container vanished while it should be running."""
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=max(1, int(settings.TASK_RETRY_BACKOFF_SECONDS)),
+    retry_backoff_max=60,
+    retry_jitter=True,
+    max_retries=8,
+)
+def reconcile_site(site_id: str) -> str:
+    """Converge one site to its desired state (hosting/reconcile.py)."""
+    return reconcile.reconcile_site(site_id).status
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def reconcile_pending() -> int:
+    """Periodic: send a reconcile for every pending site whose host is not offline (an
+    offline host's sites are sent when its probe finds it back)."""
+    interval = timedelta(seconds=settings.RECONCILE_INTERVAL)
+    with claim("hosting.reconcile_pending", ttl=interval, min_interval=interval * 0.8) as mine:
+        if not mine:
+            return 0
+        site_ids = [str(pk) for pk in reconcile.pending_sites().values_list("pk", flat=True)]
+    for site_id in site_ids:
+        reconcile_site.delay(site_id)
+    return len(site_ids)
+
+
+@shared_task(
+    acks_late=True,
+    ignore_result=True,
+    autoretry_for=TRANSIENT_ERRORS,
+    retry_backoff=max(1, int(settings.TASK_RETRY_BACKOFF_SECONDS)),
+    retry_jitter=True,
+    max_retries=3,
+)
+def restore_site(site_id: str) -> str:
+    """Sync found a site's container gone behind the panel's back: the reconciler brings it
+    back (sync reports drift; only the reconciler changes the engine)."""
     site = Site.objects.alive().filter(pk=site_id).first()
     if site is None or site.desired_state != DesiredState.RUNNING:
         return "not wanted"
     if site.observed_state != ObservedState.MISSING:
         return "already back"
-    with claim(f"hosting.restore_site:{site_id}", ttl=timedelta(minutes=5)) as mine:
-        if not mine:
-            return "busy"
-        try:
-            services.start_site(site, actor=None)
-        except TRANSIENT_ERRORS as exc:
-            error = exc
-        else:
-            return "restarted"
-    raise self.retry(exc=error, countdown=backoff(self.request.retries))
+    outcome = reconcile.reconcile_site(site_id)
+    return "restarted" if outcome.converged else outcome.status
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)

@@ -27,8 +27,7 @@ from django.utils import timezone
 
 from audit import actions
 from audit.services import record
-from hosting import docker as engine
-from hosting import services
+from hosting import queue, services
 from hosting.models import Container, DesiredState, OrganizationQuota, Site
 from monitoring.models import DailyUsage, LimitBreach, UsageSample
 
@@ -42,7 +41,7 @@ NOTIFIED = "notify"
 STOPPED = "stop"
 STOP_FAILED = "stop_error"
 
-_STOP_ERRORS = (engine.HostUnavailable, engine.HostError, engine.SpecRejected, ValidationError)
+_STOP_ERRORS = (ValidationError,)  # the engine is the reconciler's: a stop only records
 
 
 def monthly_bandwidth_mb(today: date) -> dict:
@@ -127,6 +126,7 @@ def _breach(site: Site, limit: str, used: float, allowed: float, period: date, p
         if site.desired_state != DesiredState.STOPPED:
             try:
                 services.stop_site(site, actor=None)
+                queue.send("reconcile_site", str(site.pk))
             except _STOP_ERRORS as exc:
                 action, error = STOP_FAILED, str(exc)[:500]
                 log.warning("limits: could not stop %s over its %s limit: %s", site, limit, exc)

@@ -78,3 +78,30 @@ def token_client(user: User, scopes=("read", "write"), **extra) -> APIClient:
 def as_user():
     """as_user(user) -> an APIClient signed in with a session, like a page would be."""
     return client_for
+
+
+@pytest.fixture(autouse=True)
+def sent_tasks(monkeypatch) -> list[tuple]:
+    """Tasks hosting code hands to Celery (hosting.queue.send, the one seam), recorded
+    instead of sent: no message reaches a broker unless a test sends it itself."""
+    from hosting import queue
+
+    sent: list[tuple] = []
+    monkeypatch.setattr(queue, "send", lambda task, *args, **kw: sent.append((task, *args)))
+    return sent
+
+
+@pytest.fixture
+def run_sent_tasks(sent_tasks):
+    """run_sent_tasks() runs what was sent so far, in this process, as a worker would."""
+    from hosting import tasks
+
+    def run() -> int:
+        done = 0
+        while sent_tasks:
+            task, *args = sent_tasks.pop(0)
+            getattr(tasks, task).run(*args)
+            done += 1
+        return done
+
+    return run

@@ -9,7 +9,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.models import Role
-from hosting import services
+from hosting import reconcile, services
 from hosting.api import serializers as s
 from hosting.api.filters import (
     ContainerFilterSet,
@@ -25,6 +25,7 @@ from hosting.models import (
     DockerHost,
     Domain,
     EnvironmentVariable,
+    ReconcileStatus,
     ResourceLimit,
     Site,
     SiteTemplate,
@@ -58,6 +59,7 @@ class SiteViewSet(
         site = services.create_site(
             self.organization, actor=request.user, **serializer.validated_data
         )
+        reconcile.converge_now(site)
         return Response(
             self.get_serializer(self._reload(site)).data, status=status.HTTP_201_CREATED
         )
@@ -68,30 +70,40 @@ class SiteViewSet(
         )
 
     def perform_destroy(self, instance):
-        services.delete_site(instance, actor=self.request.user)
+        site = services.delete_site(instance, actor=self.request.user)
+        reconcile.converge_now(site)
 
     def _reload(self, site: Site) -> Site:
         return self.get_queryset().get(pk=site.pk)
 
     def _act(self, operation) -> Response:
         site = operation(self.get_object(), actor=self.request.user)
-        return Response(self.get_serializer(self._reload(site)).data)
+        return converged_response(self.get_serializer(self._reload(reconcile.converge_now(site))))
 
-    @extend_schema(request=None, responses=s.SiteSerializer)
+    @extend_schema(request=None, responses={200: s.SiteSerializer, 202: s.SiteSerializer})
     @action(detail=True, methods=["post"])
     def start(self, request, *args, **kwargs):
+        """Start. 200 when the engine ran it within RECONCILE_WAIT_SECONDS, else 202 with
+        `reconcile_status` pending (a worker finishes it) or failed (`reconcile_error`)."""
         return self._act(services.start_site)
 
-    @extend_schema(request=None, responses=s.SiteSerializer)
+    @extend_schema(request=None, responses={200: s.SiteSerializer, 202: s.SiteSerializer})
     @action(detail=True, methods=["post"])
     def stop(self, request, *args, **kwargs):
+        """Stop: 200 when done, 202 when pending or failed (see start)."""
         return self._act(services.stop_site)
 
-    @extend_schema(request=None, responses=s.SiteSerializer)
+    @extend_schema(request=None, responses={200: s.SiteSerializer, 202: s.SiteSerializer})
     @action(detail=True, methods=["post"])
     def restart(self, request, *args, **kwargs):
         """Restart; a site whose image, command, port or env changed gets a new container."""
         return self._act(services.restart_site)
+
+
+def converged_response(serializer) -> Response:
+    """200 when the engine caught up with the change, 202 when it is pending or failed."""
+    converged = serializer.instance.reconcile_status == ReconcileStatus.CONVERGED
+    return Response(serializer.data, status=status.HTTP_200_OK if converged else 202)
 
 
 class SiteScopedMixin(OrganizationScopedMixin):
@@ -138,7 +150,10 @@ class ResourceLimitViewSet(SiteScopedMixin, viewsets.GenericViewSet):
         serializer = self.get_serializer(limits, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         limits = services.update_limits(self.site, actor=request.user, **serializer.validated_data)
-        return Response(self.get_serializer(limits).data)
+        site = reconcile.converge_now(self.site)
+        limits.refresh_from_db()
+        code = status.HTTP_200_OK if site.reconcile_status == ReconcileStatus.CONVERGED else 202
+        return Response(self.get_serializer(limits).data, status=code)
 
 
 class DomainViewSet(

@@ -365,19 +365,34 @@ def test_viewer_cannot_start_stop_or_restart(cast, action):
     assert not AuditLog.objects.filter(action=f"site.{action}").exists()
 
 
-def test_start_on_an_unreachable_engine_is_503_naming_host_and_changes_nothing(cast):
+def test_start_on_an_unreachable_engine_is_202_pending_with_the_reason(cast, sent_tasks):
     site = make_site(cast.org, name="Blog")
     response = client_for(cast.member).post(site_url(cast.org, "blog", "start"))
-    body = assert_error(response, 503)
-    assert body["host"] == "local"
-    assert "local" in body["detail"]
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert body["desired_state"] == "running"
+    assert body["reconcile_status"] == "pending"
+    assert "local" in body["reconcile_error"]
     site.refresh_from_db()
-    assert site.desired_state == "stopped"
+    assert site.desired_state == "running"
+    assert site.reconciled_generation < site.generation
     assert not site.containers.exists()
-    assert not AuditLog.objects.filter(action="site.start").exists()
+    assert AuditLog.objects.filter(action="site.start").count() == 1
     site.host.refresh_from_db()
     assert site.host.status == HostStatus.OFFLINE
     assert AuditLog.objects.filter(action="host.offline", target_id=str(site.host.pk)).exists()
+    assert ("reconcile_site", str(site.pk)) in sent_tasks  # a worker retries it
+
+
+def test_stop_of_a_never_started_site_converges_without_the_engine(cast, sent_tasks):
+    site = make_site(cast.org, name="Blog")
+    response = client_for(cast.member).post(site_url(cast.org, "blog", "stop"))
+    assert response.status_code == 200, response.content
+    assert response.json()["observed_state"] == "stopped"
+    assert response.json()["reconcile_status"] == "converged"
+    site.host.refresh_from_db()
+    assert site.host.status == HostStatus.ONLINE
+    assert not sent_tasks
 
 
 # --- list filters ---------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from django.urls import reverse
 
 from audit.models import AuditLog
 from hosting import docker as engine
-from hosting import services
+from hosting import reconcile, services
 from hosting.models import (
     Container,
     DockerHost,
@@ -210,6 +210,7 @@ def test_site_filters(org, host, site, staff_client):
         org, actor=None, name="gone", site_type="static", desired_state="stopped"
     )
     services.delete_site(gone, actor=None)
+    reconcile.reconcile_site(gone.pk)
     changelist = url("hosting_site_changelist")
 
     def slugs(**params):
@@ -391,12 +392,11 @@ def site_state(site: Site) -> tuple:
         ("delete_sites", "site.delete"),
     ],
 )
-def test_site_action_on_an_unreachable_host_is_an_error_message(
+def test_site_action_on_an_unreachable_host_is_recorded_and_left_pending(
     host, site, staff_client, docker_calls, action, audit_action
 ):
     give_container(site)
     services.add_domain(site, actor=None, hostname="shop.example.com")
-    before = site_state(site)
 
     response = staff_client.post(
         url("hosting_site_changelist"),
@@ -405,12 +405,15 @@ def test_site_action_on_an_unreachable_host_is_an_error_message(
     )
 
     assert response.status_code == 200
-    assert docker_calls  # the action did try the engine
-    [(level, text)] = messages_of(response)
-    assert level == "error"
-    assert text.startswith("acme/x: Docker host dead is unavailable")
-    assert site_state(site) == before
-    assert not audits(audit_action).exists()
+    assert docker_calls  # the reconciler did try the engine
+    texts = {text.split(":")[0]: level for level, text in messages_of(response)}
+    assert texts["acme/x"] == "warning"
+    [warning] = [t for level, t in messages_of(response) if level == "warning"]
+    assert "pending: Docker host dead is unavailable" in warning
+    site.refresh_from_db()
+    assert site.reconcile_status == "pending"
+    assert audits(audit_action).count() == 1
+    assert site.containers.exists()  # nothing removed while the engine is away
     host.refresh_from_db()
     assert host.status == HostStatus.OFFLINE
 
@@ -429,7 +432,7 @@ def test_site_action_refused_by_the_service_is_an_error_message(org, host, site,
 def test_site_action_reports_successes_and_failures_per_site(
     org, host, site, staff, staff_client, docker_calls
 ):
-    # No container yet: stopping it needs no engine, so it succeeds; the other one fails.
+    # No container yet: stopping it needs no engine, so it converges; the other one waits.
     other = services.create_site(
         org, actor=None, name="y", site_type="static", desired_state="stopped"
     )
@@ -442,15 +445,22 @@ def test_site_action_reports_successes_and_failures_per_site(
     )
 
     assert sorted(messages_of(response)) == [
+        ("success", "Stopped 2 site(s)."),
         (
-            "error",
-            f"acme/y: Docker host dead is unavailable: {DockerHost.objects.get().last_error}",
+            "warning",
+            f"acme/y: pending: Docker host dead is unavailable: "
+            f"{DockerHost.objects.get().last_error} (recorded; the engine follows when it "
+            "answers)",
         ),
-        ("success", "Stopped 1 site(s)."),
     ]
-    [entry] = audits("site.stop")
-    assert (entry.actor, entry.target_id) == (staff, str(site.pk))
-    assert Site.objects.get(pk=site.pk).observed_state == ObservedState.EXITED
+    entries = audits("site.stop")
+    assert {(e.actor, e.target_id) for e in entries} == {
+        (staff, str(site.pk)),
+        (staff, str(other.pk)),
+    }
+    assert Site.objects.get(pk=site.pk).observed_state == ObservedState.STOPPED
+    assert Site.objects.get(pk=site.pk).reconcile_status == "converged"
+    assert Site.objects.get(pk=other.pk).reconcile_status == "pending"
 
 
 def test_site_is_read_only_in_admin(site, staff_client):
@@ -653,23 +663,25 @@ def test_limits_past_the_quota_are_an_error_not_a_save(org, site, staff_client):
     assert not audits("site.limits_update").exists()
 
 
-def test_limits_of_a_running_site_on_an_unreachable_host(host, site, staff, staff_client):
+def test_limits_of_a_running_site_on_an_unreachable_host(
+    host, site, staff, staff_client, sent_tasks, docker_calls, django_capture_on_commit_callbacks
+):
     Site.objects.filter(pk=site.pk).update(observed_state=ObservedState.RUNNING)
     give_container(site)
     page = url("hosting_resourcelimit_change", site.limits.pk)
 
-    response = staff_client.post(page, form_data(staff_client, page, memory_mb=256), follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            page, form_data(staff_client, page, memory_mb=256), follow=True
+        )
 
     assert response.status_code == 200
-    [(level, text)] = messages_of(response)
-    assert level == "error"
-    assert text.startswith("Docker host dead is unavailable")
-    assert ResourceLimit.objects.get(pk=site.limits.pk).memory_mb == 512
-    assert not audits("site.limits_update").exists()
-    # The admin's rollback did not undo marking the host offline.
-    host.refresh_from_db()
-    assert host.status == HostStatus.OFFLINE
-    assert audits("host.offline").get().actor == staff
+    assert not docker_calls  # the form's transaction never waits for an engine
+    assert ResourceLimit.objects.get(pk=site.limits.pk).memory_mb == 256
+    assert audits("site.limits_update").get().actor == staff
+    assert ("reconcile_site", str(site.pk)) in sent_tasks  # sent after the commit
+    site.refresh_from_db()
+    assert site.reconcile_status == "pending"
 
 
 def test_limits_cannot_be_added_or_deleted(site, staff_client):

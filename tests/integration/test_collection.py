@@ -17,6 +17,7 @@ from audit.models import AuditLog
 from hosting import docker as engine
 from hosting import services
 from hosting.models import Container, Site
+from hosting.reconcile import converge_now
 from monitoring import cgroups, collectors, limits
 from monitoring.models import LimitBreach, UsageSample
 from tests.docker_engines import TEST_IMAGE
@@ -31,15 +32,17 @@ BUSY = "sh -c 'yes > /dev/null'"
 
 def make_site(org, host, name: str, command: str = IDLE, **limit_fields) -> Site:
     limit_fields = {"memory_mb": 64, "cpu_percent": 50, "max_processes": 64, **limit_fields}
-    return services.create_site(
-        org,
-        actor=None,
-        name=name,
-        site_type="docker",
-        image=TEST_IMAGE,
-        start_command=command,
-        limits=limit_fields,
-        host=host,
+    return converge_now(
+        services.create_site(
+            org,
+            actor=None,
+            name=name,
+            site_type="docker",
+            image=TEST_IMAGE,
+            start_command=command,
+            limits=limit_fields,
+            host=host,
+        )
     )
 
 
@@ -169,7 +172,7 @@ def test_stopped_containers_are_not_sampled(cast, docker_host):
     stopped_by_panel = make_site(cast.org, docker_host, "Stopped")
     stopped_behind = make_site(cast.org, docker_host, "Behind")
     running = make_site(cast.org, docker_host, "Running")
-    services.stop_site(stopped_by_panel, actor=None)
+    converge_now(services.stop_site(stopped_by_panel, actor=None))
     # stopped behind the panel's back: its row still says running until the next sync
     engine.stop(docker_host, docker_id(stopped_behind), timeout=5)
     assert Container.objects.get(docker_id=docker_id(stopped_behind)).state == "running"
@@ -208,7 +211,7 @@ def test_measured_disk_reaches_samples_and_limits(cast, docker_host):
     assert breach.measured == pytest.approx(row.disk_bytes / MiB, abs=0.01)
 
 
-def test_stop_policy_stops_the_real_container(cast, docker_host):
+def test_stop_policy_stops_the_real_container(cast, docker_host, run_sent_tasks):
     services.update_quota(cast.org, actor=None, over_limit_policy="stop")
     site = make_site(cast.org, docker_host, "Greedy", bandwidth_mb=10)
     container_id = docker_id(site)
@@ -218,6 +221,7 @@ def test_stop_policy_stops_the_real_container(cast, docker_host):
     UsageSample.objects.filter(site=site).update(bandwidth_bytes=11 * MiB)
 
     assert limits.enforce_limits() == 1
+    assert run_sent_tasks() == 1  # the reconcile the stop asked for
 
     assert engine.state_of(docker_host, container_id) == "exited"
     site.refresh_from_db()

@@ -21,6 +21,7 @@ from django.utils import timezone
 from audit.models import AuditLog
 from hosting import deployments, services
 from hosting.models import Container, Deployment, DeploymentStatus
+from hosting.reconcile import converge_now
 from tests.docker_engines import TEST_IMAGE
 from tests.factories import make_org, make_user
 from tests.integration import processes
@@ -100,13 +101,15 @@ def site_v1(tmp_path, owner, docker_host, lost_messages):
     repo = Repo(tmp_path / "repo")
     repo.commit("v1", {"index.html": "<h1>version one</h1>\n"})
     org = make_org(owner, "Acme", slug="acme")
-    site = services.create_site(
-        org,
-        actor=owner,
-        name="Blog",
-        site_type="static",
-        repository_url=repo.url,
-        limits={"memory_mb": 64, "cpu_percent": 50},
+    site = converge_now(
+        services.create_site(
+            org,
+            actor=owner,
+            name="Blog",
+            site_type="static",
+            repository_url=repo.url,
+            limits={"memory_mb": 64, "cpu_percent": 50},
+        )
     )
     first = deployments.request_deployment(site, actor=owner, trigger="api")
     assert deployments.execute(first.pk, worker="test") == "succeeded", full_log(first)

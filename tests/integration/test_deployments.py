@@ -36,6 +36,7 @@ from hosting.models import (
     ResourceLimit,
     Site,
 )
+from hosting.reconcile import converge_now
 from tests.docker_engines import TEST_IMAGE, free_port
 from tests.factories import make_org, make_user
 
@@ -238,8 +239,8 @@ def make_site(org, owner, docker_host, enqueued):
         fields.setdefault("site_type", "static")
         fields.setdefault("internal_port", free_port())
         limits = fields.pop("limits", {"memory_mb": 64, "cpu_percent": 50})
-        return services.create_site(
-            org, actor=owner, repository_url=repo.url, limits=limits, **fields
+        return converge_now(
+            services.create_site(org, actor=owner, repository_url=repo.url, limits=limits, **fields)
         )
 
     return make
@@ -937,6 +938,7 @@ def test_rollback_restores_image_env_and_limits(make_site, repo, owner, docker_h
     services.update_env(token, actor=owner, value="secret-two")
     services.set_env(site, actor=owner, key="B", value="only-in-v2")
     services.update_limits(site, actor=owner, memory_mb=96, cpu_percent=25)
+    converge_now(site)
     repo.commit("v2", {"index.html": "<h1>version two</h1>\n"})
     result, v2 = deploy(site, owner)
     assert result == "succeeded", full_log(v2)
@@ -1110,7 +1112,7 @@ def test_deployment_of_a_site_deleted_while_it_was_queued_starts_nothing(
     site, _port, _first = live_site
     repo.commit("v2", {"index.html": "<h1>version two</h1>\n"})
     d = deployments.request_deployment(site, actor=owner, trigger="api")
-    services.delete_site(site, actor=owner)
+    converge_now(services.delete_site(site, actor=owner))
     assert engine_containers(docker_host) == []
 
     result = deployments.execute(d.pk, worker="test")

@@ -10,6 +10,7 @@ from audit.models import AuditLog
 from hosting import docker as engine
 from hosting import services
 from hosting.models import Container, Domain, Site
+from hosting.reconcile import converge_now
 from tests.conftest import client_for
 from tests.docker_engines import TEST_IMAGE
 from tests.hosting.factories import site_url, sites_url
@@ -155,8 +156,10 @@ def test_deleting_a_site_removes_its_container_and_releases_its_domains(cast, do
     assert not Container.objects.filter(site=site).exists()
     assert not Domain.objects.filter(hostname="blog.example.com").exists()
     # The hostname is free again, for another organization as for this one.
-    services.create_site(
-        cast.other_org, actor=None, name="Theirs", image=TEST_IMAGE, desired_state="stopped"
+    converge_now(
+        services.create_site(
+            cast.other_org, actor=None, name="Theirs", image=TEST_IMAGE, desired_state="stopped"
+        )
     )
     other = client_for(cast.other_owner).post(
         site_url(cast.other_org, "theirs", "domains"), {"hostname": "blog.example.com"}

@@ -181,19 +181,21 @@ def test_placement_uses_another_online_host(cast, docker_host, second_docker_hos
     assert b"hostpanel test site" in http_get(port)
 
 
-def test_engine_down_is_503_naming_host_and_leaves_nothing_half_written(cast, db, tmp_path):
+def test_engine_down_creates_the_site_pending_naming_the_host(cast, db, tmp_path, sent_tasks):
     dead = services.create_host(
         actor=None, name="dead-engine", endpoint=f"unix://{tmp_path}/none.sock"
     )
-    sites_before = Site.objects.count()
 
     response = create_site(client_for(cast.member), free_port())
 
-    assert response.status_code == 503
-    assert response.json()["host"] == "dead-engine"
-    assert "dead-engine" in response.json()["detail"]
-    assert Site.objects.count() == sites_before
-    assert not AuditLog.objects.filter(action="site.create").exists()
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["reconcile_status"] == "pending"
+    assert "dead-engine" in body["reconcile_error"]
+    site = Site.objects.get(slug="blog")
+    assert not site.containers.exists()
+    assert AuditLog.objects.filter(action="site.create").count() == 1
+    assert ("reconcile_site", str(site.pk)) in sent_tasks
     dead.refresh_from_db()
     assert dead.status == HostStatus.OFFLINE
     assert AuditLog.objects.filter(action="host.offline", target_id=str(dead.pk)).exists()

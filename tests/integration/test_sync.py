@@ -20,6 +20,7 @@ from audit.models import AuditLog
 from hosting import docker as engine
 from hosting import services, sync, tasks
 from hosting.models import Container, DockerHost, HostStatus, ObservedState, Site
+from hosting.reconcile import converge_now
 from monitoring.models import TaskClaim
 from tests.docker_engines import TEST_IMAGE
 
@@ -46,16 +47,18 @@ def behind_the_back(dk, *, start: bool = True, labels: dict | None = None, name=
 
 def panel_site(org, host, name: str = "Blog", **extra) -> Site:
     """A site made through the services; desired running means a real running container."""
-    return services.create_site(
-        org,
-        actor=None,
-        name=name,
-        site_type="docker",
-        image=TEST_IMAGE,
-        start_command="sleep 600",
-        limits=dict(SMALL),
-        host=host,
-        **extra,
+    return converge_now(
+        services.create_site(
+            org,
+            actor=None,
+            name=name,
+            site_type="docker",
+            image=TEST_IMAGE,
+            start_command="sleep 600",
+            limits=dict(SMALL),
+            host=host,
+            **extra,
+        )
     )
 
 
@@ -220,7 +223,7 @@ def test_a_label_claiming_another_organizations_site_is_not_linked(cast, docker_
     assert Container.objects.get(docker_id=forged.id).site is None
     for site in (theirs, ours):
         site.refresh_from_db()
-        assert site.observed_state == ObservedState.UNKNOWN
+        assert site.observed_state == ObservedState.STOPPED  # never started; not drift
 
 
 def test_labels_that_are_not_the_panels_are_ignored(cast, docker_host, dk):
@@ -284,7 +287,7 @@ def test_sync_task_restarts_a_drifted_site_that_should_run(
 ):
     wanted = panel_site(cast.org, docker_host, name="Wanted")
     stopped = panel_site(cast.org, docker_host, name="Stopped")
-    services.stop_site(stopped, actor=None)
+    converge_now(services.stop_site(stopped, actor=None))
     for site in (wanted, stopped):
         dk.containers.get(services.current_container(site).docker_id).remove(force=True)
 
@@ -304,7 +307,7 @@ def test_sync_task_restarts_a_drifted_site_that_should_run(
 def test_restore_leaves_alone_sites_that_are_back_or_not_wanted(cast, docker_host):
     site = panel_site(cast.org, docker_host)
     assert tasks.restore_site.apply(args=[str(site.pk)]).result == "already back"
-    services.stop_site(site, actor=None)
+    converge_now(services.stop_site(site, actor=None))
     assert tasks.restore_site.apply(args=[str(site.pk)]).result == "not wanted"
 
 
@@ -332,7 +335,7 @@ def test_a_site_started_while_the_engine_was_listing_is_not_drift(cast, docker_h
 
 def test_a_deleted_sites_leftover_container_does_not_revive_it(cast, docker_host, dk):
     site = panel_site(cast.org, docker_host, desired_state="stopped")
-    services.delete_site(site, actor=None)
+    converge_now(services.delete_site(site, actor=None))
     behind_the_back(dk, labels=engine.site_labels(site))
 
     result = sync.sync_host(docker_host)

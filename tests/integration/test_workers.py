@@ -16,6 +16,7 @@ from django.utils import timezone
 from audit.models import AuditLog
 from hosting import services
 from hosting.models import Container, DockerHost, HostStatus, Site
+from hosting.reconcile import converge_now
 from monitoring.models import DailyUsage, TaskClaim, UsageSample
 from tests import docker_engines
 from tests.factories import make_org, make_user
@@ -153,8 +154,10 @@ def test_sigkill_during_rollup_leaves_no_partial_or_duplicate_day(broker, procs)
     owner = make_user()
     org = make_org(owner)
     services.create_host(actor=None, name="idle", endpoint="unix:///nonexistent.sock")
-    site = services.create_site(
-        org, actor=None, name="Big", site_type="static", desired_state="stopped"
+    site = converge_now(
+        services.create_site(
+            org, actor=None, name="Big", site_type="static", desired_state="stopped"
+        )
     )
     yesterday = (timezone.now() - timedelta(days=1)).replace(
         hour=0, minute=0, second=0, microsecond=0
@@ -223,14 +226,16 @@ def test_sqlite_under_load_gives_no_database_is_locked(broker, procs, docker_end
     org = make_org(owner, slug="load")
     make_host("engine-1", docker_endpoints[0])
     for n in range(3):
-        services.create_site(
-            org,
-            actor=None,
-            name=f"s{n}",
-            site_type="docker",
-            image=docker_engines.TEST_IMAGE,
-            start_command="sleep 600",
-            limits={"memory_mb": 32},
+        converge_now(
+            services.create_site(
+                org,
+                actor=None,
+                name=f"s{n}",
+                site_type="docker",
+                image=docker_engines.TEST_IMAGE,
+                start_command="sleep 600",
+                limits={"memory_mb": 32},
+            )
         )
     _, token = accounts_services.create_api_token(
         actor=owner, name="load", scopes=["read", "write"]
@@ -317,14 +322,16 @@ def test_busy_container_cpu_matches_docker_stats(broker, procs, docker_endpoints
     owner = make_user()
     org = make_org(owner)
     make_host("engine-1", docker_endpoints[0])
-    site = services.create_site(
-        org,
-        actor=None,
-        name="busy",
-        site_type="docker",
-        image=docker_engines.TEST_IMAGE,
-        start_command="sh -c 'yes > /dev/null'",
-        limits={"memory_mb": 32, "cpu_percent": 50},
+    site = converge_now(
+        services.create_site(
+            org,
+            actor=None,
+            name="busy",
+            site_type="docker",
+            image=docker_engines.TEST_IMAGE,
+            start_command="sh -c 'yes > /dev/null'",
+            limits={"memory_mb": 32, "cpu_percent": 50},
+        )
     )
     procs.worker(USAGE_INTERVAL_SECONDS="2", SYNC_INTERVAL_SECONDS="3600")
     procs.beat(USAGE_INTERVAL_SECONDS="2", SYNC_INTERVAL_SECONDS="3600")

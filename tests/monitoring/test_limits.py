@@ -212,8 +212,8 @@ def test_stop_policy_on_an_already_stopped_site_does_not_call_docker(cast, monke
     assert LimitBreach.objects.get().action_taken == "stop"
 
 
-def test_stop_failure_is_recorded_and_the_run_continues(cast):
-    """The host's endpoint does not exist: the real stop_site fails with HostUnavailable."""
+def test_stop_is_recorded_at_once_and_the_engine_left_to_the_reconciler(cast, sent_tasks):
+    """The host's endpoint does not exist: enforcement neither waits for it nor fails."""
     services.update_quota(cast.org, actor=None, over_limit_policy="stop")
     failing = site_with(cast.org, bandwidth_mb=100)
     Site.objects.filter(pk=failing.pk).update(desired_state="running")
@@ -226,14 +226,13 @@ def test_stop_failure_is_recorded_and_the_run_continues(cast):
 
     assert limits.enforce_limits(NOW) == 2
 
-    breach = LimitBreach.objects.get(site=failing)
-    assert breach.action_taken == "stop_error"
-    entry = audits(failing).get()
-    assert "unavailable" in entry.changes["error"]
+    assert LimitBreach.objects.get(site=failing).action_taken == "stop"
     assert LimitBreach.objects.get(site=other).action_taken == "notify"
     failing.refresh_from_db()
-    assert failing.desired_state == "running"  # the stop rolled back
-    assert DockerHost.objects.get(pk=failing.host_id).status == HostStatus.OFFLINE
+    assert failing.desired_state == "stopped"
+    assert failing.reconcile_status == "pending"
+    assert ("reconcile_site", str(failing.pk)) in sent_tasks
+    assert DockerHost.objects.get(pk=failing.host_id).status == HostStatus.ONLINE
 
 
 def test_queries_do_not_grow_with_sites_or_samples(cast):
