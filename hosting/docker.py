@@ -118,22 +118,30 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
         timeout,
     )
     with _clients_lock:
-        if key not in _clients:
-            tls: Any = False
-            if host.endpoint.startswith("tcp://") and host.tls_client_cert:
-                tls = docker.tls.TLSConfig(
-                    client_cert=(host.tls_client_cert, host.tls_client_key),
-                    ca_cert=host.tls_ca_cert or None,
-                    verify=bool(host.tls_ca_cert),
-                )
-            _clients[key] = docker.DockerClient(
-                base_url=host.endpoint,
-                tls=tls,
-                timeout=timeout,
-                max_pool_size=pool_size,
-                use_ssh_client=host.endpoint.startswith("ssh://"),
-            )
-        return _clients[key]
+        existing = _clients.get(key)
+    if existing is not None:
+        return existing
+    tls: Any = False
+    if host.endpoint.startswith("tcp://") and host.tls_client_cert:
+        tls = docker.tls.TLSConfig(
+            client_cert=(host.tls_client_cert, host.tls_client_key),
+            ca_cert=host.tls_ca_cert or None,
+            verify=bool(host.tls_ca_cert),
+        )
+    # Built outside the lock: the constructor asks the engine for its API version, and a
+    # frozen engine must not hold up the clients of every other host meanwhile.
+    made = docker.DockerClient(
+        base_url=host.endpoint,
+        tls=tls,
+        timeout=timeout,
+        max_pool_size=pool_size,
+        use_ssh_client=host.endpoint.startswith("ssh://"),
+    )
+    with _clients_lock:
+        kept = _clients.setdefault(key, made)
+    if kept is not made:
+        made.close()
+    return kept
 
 
 def forget_client(host: DockerHost) -> None:
