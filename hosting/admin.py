@@ -272,11 +272,19 @@ class SiteAdmin(ViewOnlyAdmin):
         "host",
         "desired_state",
         "observed_state",
+        "reconcile_status",
         "needs_restart",
         "deleted",
         "created_at",
     )
-    list_filter = ("site_type", "desired_state", "observed_state", "host", DeletedFilter)
+    list_filter = (
+        "site_type",
+        "desired_state",
+        "observed_state",
+        "reconcile_status",
+        "host",
+        DeletedFilter,
+    )
     search_fields = ("slug", "name", "organization__slug")
     list_select_related = ("organization", "host")
     fieldsets = (
@@ -303,6 +311,9 @@ class SiteAdmin(ViewOnlyAdmin):
                     "host",
                     "desired_state",
                     "observed_state",
+                    "reconcile_status",
+                    "reconcile_error",
+                    "reconciled_at",
                     "needs_restart",
                     "deleted_at",
                     "created_at",

@@ -713,3 +713,13 @@ def test_domain_flags_change_and_removal_go_through_services(site, staff, staff_
     assert response.status_code == 302
     assert not Domain.objects.exists()
     assert audits("domain.remove").get().actor == staff
+
+
+def test_site_page_shows_a_pending_change_with_the_engines_reason(site, staff_client):
+    Site.objects.filter(pk=site.pk).update(
+        reconcile_status="pending", reconcile_error="Docker host dead is unavailable: refused"
+    )
+    listing = staff_client.get(url("hosting_site_changelist")).content.decode()
+    assert '<td class="field-reconcile_status">Pending</td>' in listing
+    page = staff_client.get(url("hosting_site_change", site.pk)).content.decode()
+    assert "Docker host dead is unavailable: refused" in page
