@@ -70,8 +70,12 @@ def request_deployment(
     token_id: str | None = None,
     branch: str = "",
     rollback_of: Deployment | None = None,
+    reuse_queued: bool = False,
 ) -> Deployment:
-    """Queue a deployment; the worker picks it up after the transaction commits."""
+    """Queue a deployment; the worker picks it up after the transaction commits.
+
+    `reuse_queued`: a request identical to one still queued returns that one (a second
+    click on Deploy); webhooks and scripts that mean a second build leave it off."""
     if site.is_deleted:
         raise ValidationError({"site": "This site has been deleted."})
     if not site.organization.is_active:
@@ -82,15 +86,26 @@ def request_deployment(
     if rollback_of is None:
         try:
             git.check_url(site.repository_url)
-            git.check_branch(branch)
         except git.CloneError as exc:
             raise ValidationError({"repository_url": str(exc)}) from None
+        try:
+            git.check_branch(branch)
+        except git.CloneError as exc:
+            raise ValidationError({"branch": str(exc)}) from None
     with transaction.atomic():
         site = (
             Site.objects.select_for_update(of=("self",))
             .select_related("organization")
             .get(pk=site.pk)
         )
+        # A second click on Deploy while the same deployment waits in the queue: that one.
+        queued = site.deployments.filter(
+            status=S.QUEUED,
+            branch=rollback_of.branch if rollback_of else branch,
+            rollback_of=rollback_of,
+        ).first()
+        if reuse_queued and queued is not None:
+            return queued
         number = (site.deployments.aggregate(n=Max("number"))["n"] or 0) + 1
         deployment = Deployment.objects.create(
             organization=site.organization,

@@ -232,12 +232,17 @@ class ResourceLimit(TimeStampedModel):
         validators=[MinValueValidator(1), MaxValueValidator(6400)],
         help_text="100 = one full CPU.",
     )
-    disk_mb = models.PositiveIntegerField(default=1024, validators=[MinValueValidator(1)])
+    # Upper bounds: the same on SQLite and PostgreSQL (whose integer column holds < 2^31).
+    disk_mb = models.PositiveIntegerField(
+        default=1024, validators=[MinValueValidator(1), MaxValueValidator(16 * 1024 * 1024)]
+    )
     bandwidth_mb = models.PositiveIntegerField(
-        default=1024, validators=[MinValueValidator(1)], help_text="Per calendar month."
+        default=1024,
+        validators=[MinValueValidator(1), MaxValueValidator(1024 * 1024 * 1024)],
+        help_text="Per calendar month.",
     )
     requests_per_minute = models.PositiveIntegerField(
-        default=1000, validators=[MinValueValidator(1)]
+        default=1000, validators=[MinValueValidator(1), MaxValueValidator(1_000_000)]
     )
     max_processes = models.PositiveIntegerField(
         default=256, validators=[MinValueValidator(8), MaxValueValidator(100000)]

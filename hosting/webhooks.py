@@ -278,5 +278,5 @@ def _payload(body: bytes, headers: Mapping[str, str]) -> Any:
         if content_type == "application/x-www-form-urlencoded":
             text = parse_qs(text).get("payload", [""])[0]
         return json.loads(text)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise WebhookRefused(400, "invalid_payload", "The body is not valid JSON.") from None

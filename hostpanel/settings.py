@@ -168,6 +168,11 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "hostpanel.api.exceptions.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "hostpanel.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_CLASSES": [
         "hostpanel.api.throttling.AnonThrottle",
         "hostpanel.api.throttling.TokenThrottle",
@@ -293,6 +298,8 @@ HEALTH_RETENTION_DAYS = env.int("HEALTH_RETENTION_DAYS", default=30)
 # A site failing this many health checks in a row is unhealthy.
 HEALTH_FAILURE_THRESHOLD = env.int("HEALTH_FAILURE_THRESHOLD", default=3)
 HEALTH_TIMEOUT_SECONDS = env.float("HEALTH_TIMEOUT_SECONDS", default=3.0)
+# Health checks go to loopback addresses only unless this is set (hosts on other machines).
+HEALTH_ALLOW_ANY_ADDRESS = env.bool("HEALTH_ALLOW_ANY_ADDRESS", default=False)
 # Container rows not seen by sync for this long are removed (seed 001: 5 minutes).
 CONTAINER_STALE_SECONDS = env.int("CONTAINER_STALE_SECONDS", default=300)
 

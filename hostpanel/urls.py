@@ -4,6 +4,7 @@ from django.urls import include, path
 from accounts import views as pages
 from hosting import views as site_pages
 
+handler400 = "hostpanel.api.exceptions.json_bad_request"
 handler404 = "hostpanel.api.exceptions.json_not_found"
 handler500 = "hostpanel.api.exceptions.json_server_error"
 

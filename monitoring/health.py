@@ -50,7 +50,7 @@ def is_loopback(address: str) -> bool:
 
 
 def address_allowed(address: str) -> bool:
-    return bool(getattr(settings, "HEALTH_ALLOW_ANY_ADDRESS", False)) or is_loopback(address)
+    return settings.HEALTH_ALLOW_ANY_ADDRESS or is_loopback(address)
 
 
 def check_url(address: str, port: int, path: str, timeout: float) -> Result:

@@ -73,20 +73,34 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     return body
 
 
-def assert_field_errors_shape(body: dict) -> dict[str, list[str]]:
-    """`fields` maps each field to a non-empty list of messages; `detail` is the first one."""
+def assert_field_errors_shape(body: dict) -> dict:
+    """`fields` maps each field to a non-empty list of messages (a nested object's fields to
+    their own such map); `detail` is the first message."""
     fields = body["fields"]
-    assert isinstance(fields, dict) and fields, body
-    for messages in fields.values():
-        assert isinstance(messages, list) and messages, body
-        assert all(isinstance(m, str) and m for m in messages), body
-    assert body["detail"] == next(iter(fields.values()))[0]
+
+    def check(level: dict) -> str:
+        assert isinstance(level, dict) and level, body
+        first = ""
+        for messages in level.values():
+            if isinstance(messages, dict):
+                found = check(messages)
+            else:
+                assert isinstance(messages, list) and messages, body
+                assert all(isinstance(m, str) and m for m in messages), body
+                found = messages[0]
+            first = first or found
+        return first
+
+    assert body["detail"] == check(fields)
     return fields
 
 
-def assert_field_errors(response) -> dict[str, list[str]]:
-    """A 400 JSON error with a message per field; returns the `fields` dict."""
-    return assert_field_errors_shape(assert_error(response, 400, "invalid"))
+def assert_field_errors(response, *names: str) -> dict:
+    """A 400 JSON error with a message per field (`names` among them); returns `fields`."""
+    fields = assert_field_errors_shape(assert_error(response, 400, "invalid"))
+    for name in names:
+        assert name in fields, fields
+    return fields
 
 
 class ApiEndpointMixin:

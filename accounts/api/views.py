@@ -6,6 +6,7 @@ from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -145,6 +146,8 @@ class MemberViewSet(
     minimum_roles = {"partial_update": Role.ADMIN, "destroy": Role.VIEWER}
 
     def perform_update(self, serializer):
+        if "role" not in serializer.validated_data:
+            raise ValidationError({"role": ["This field is required."]})
         services.change_role(
             serializer.instance, serializer.validated_data["role"], actor=self.request.user
         )

@@ -236,7 +236,8 @@ class DeploymentViewSet(
         responses={202: DeploymentSerializer, 400: _REFUSED},
     )
     def create(self, request, *args, **kwargs):
-        """Deploy the site's branch (or `branch`) at its newest commit."""
+        """Deploy the site's branch (or `branch`) at its newest commit. While an identical
+        request is still queued, that deployment is returned instead of a second one."""
         serializer = DeploymentCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         deployment = deployments.request_deployment(
@@ -245,6 +246,7 @@ class DeploymentViewSet(
             trigger=DeploymentTrigger.API,
             token_id=self._token_id(),
             branch=serializer.validated_data.get("branch", ""),
+            reuse_queued=True,
         )
         return self._answer(deployment, status.HTTP_202_ACCEPTED)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -17,15 +19,27 @@ def _as_messages(value) -> list[str]:
     return [str(value)]
 
 
-def _field_errors(detail) -> dict[str, list[str]]:
+def _field_errors(detail) -> dict[str, Any]:
+    """Messages per field; a nested serializer's errors stay nested (`limits.memory_mb`)."""
     if isinstance(detail, dict):
         return {
             ("non_field_errors" if k == NON_FIELD_ERRORS else str(k)): (
-                _as_messages(v) if not isinstance(v, dict) else [str(v)]
+                _field_errors(v) if isinstance(v, dict) else _as_messages(v)
             )
             for k, v in detail.items()
         }
     return {"non_field_errors": _as_messages(detail)}
+
+
+def _first_message(fields: dict[str, Any]) -> str:
+    for value in fields.values():
+        if isinstance(value, dict):
+            found = _first_message(value)
+            if found:
+                return found
+        elif value:
+            return str(value[0])
+    return ""
 
 
 class _MappedError(exceptions.APIException):
@@ -60,7 +74,7 @@ def exception_handler(exc, context):
         return None
     if isinstance(exc, exceptions.ValidationError):
         fields = _field_errors(exc.detail)
-        first = next(iter(fields.values()))[0] if fields else "Invalid input."
+        first = _first_message(fields) or "Invalid input."
         response.data = {"detail": first, "code": "invalid", "fields": fields}
     elif isinstance(exc, exceptions.APIException):
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
@@ -81,6 +95,17 @@ def json_not_found(request, exception=None):
     return page_not_found(request, exception)
 
 
+def json_bad_request(request, exception=None):
+    """400 raised by Django itself (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a bad Host):
+    JSON under /api/ like every other API error."""
+    if request.path.startswith("/api/"):
+        detail = str(exception) if exception is not None and str(exception) else "Bad request."
+        return JsonResponse({"detail": detail, "code": "bad_request"}, status=400)
+    from django.views.defaults import bad_request
+
+    return bad_request(request, exception)
+
+
 def json_server_error(request):
     if request.path.startswith("/api/"):
         return JsonResponse(
@@ -92,4 +117,10 @@ def json_server_error(request):
     return server_error(request)
 
 
-__all__ = ["Response", "exception_handler", "json_not_found", "json_server_error"]
+__all__ = [
+    "Response",
+    "exception_handler",
+    "json_bad_request",
+    "json_not_found",
+    "json_server_error",
+]

@@ -50,6 +50,7 @@ class TestDeploymentApi(ApiEndpointMixin):
 
     # A request is accepted (202), not created: the worker makes the deployment happen.
     def test_create(self, cast, obj):
+        move(obj, S.CLONING)  # one already running: a new request queues another
         request_id = self.new_request_id()
         response = client_for(cast.member).post(
             self.list_url(cast), {"branch": "main"}, HTTP_X_REQUEST_ID=request_id
@@ -361,3 +362,26 @@ def test_unknown_deployment_id_is_404(cast):
     base = deployments_url(cast.org)
     assert_error(client.get(f"{base}not-a-uuid/"), 404)
     assert_error(client.get(f"{base}00000000-0000-0000-0000-000000000000/"), 404)
+
+
+def test_an_identical_request_while_one_is_queued_returns_the_queued_one(
+    cast, enqueued, django_capture_on_commit_callbacks
+):
+    site = deploy_site(cast.org)
+    client = client_for(cast.member)
+    with django_capture_on_commit_callbacks(execute=True):
+        first = client.post(deployments_url(cast.org), {"branch": "main"})
+        second = client.post(deployments_url(cast.org), {"branch": "main"})
+    assert first.status_code == second.status_code == 202
+    assert first.json()["id"] == second.json()["id"]
+    assert Deployment.objects.filter(site=site).count() == 1
+    assert AuditLog.objects.filter(action="deployment.create").count() == 1
+    assert len(enqueued) == 1
+    other = client.post(deployments_url(cast.org), {"branch": "develop"})
+    assert other.json()["id"] != first.json()["id"]  # another branch is another build
+
+
+def test_an_invalid_branch_is_reported_under_branch(cast):
+    deploy_site(cast.org)
+    response = client_for(cast.member).post(deployments_url(cast.org), {"branch": "-x --upload"})
+    assert_field_errors(response, "branch")
