@@ -31,7 +31,8 @@ LABEL_DEPLOYMENT = "io.hostpanel.deployment"
 
 # Capabilities a typical web process needs to drop root after binding its port.
 ALLOWED_CAPABILITIES = ("CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE")
-STATIC_SITE_COMMAND = "httpd -f -p {port} -h /www"
+# Bound to the host's address: with host networking a bare port would listen on every interface.
+STATIC_SITE_COMMAND = "httpd -f -p {address}:{port} -h /www"
 
 
 class HostUnavailable(Exception):
@@ -278,11 +279,16 @@ def container_spec(
         command = site.start_command or None  # the image's CMD reads $PORT
     elif site.site_type == SiteType.STATIC:
         image = site.image or settings.HOSTPANEL_STATIC_IMAGE
-        command = site.start_command or STATIC_SITE_COMMAND.format(port=port)
+        command = site.start_command or STATIC_SITE_COMMAND.format(
+            address=host.address if host.network_mode == "host" else "0.0.0.0",  # noqa: S104
+            port=port,
+        )
     else:
         image = site.image
         command = site.start_command or None
-    environment = {**env, "PORT": str(port), "HOSTPANEL_SITE": site.slug}
+    # HOST tells an app which address to bind; with host networking that is the host's own.
+    bind = host.address if host.network_mode == "host" else "0.0.0.0"  # noqa: S104
+    environment = {**env, "PORT": str(port), "HOST": bind, "HOSTPANEL_SITE": site.slug}
     spec: dict[str, Any] = {
         "image": image,
         "command": shlex.split(command) if command else None,

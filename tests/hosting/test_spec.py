@@ -178,7 +178,14 @@ def test_static_site_serves_with_the_platform_image(settings):
     settings.HOSTPANEL_STATIC_IMAGE = "platform/static:1"
     spec = spec_of(site_of("static", internal_port=8081))
     assert spec["image"] == "platform/static:1"
-    assert spec["command"] == ["httpd", "-f", "-p", "8081", "-h", "/www"]
+    assert spec["command"] == ["httpd", "-f", "-p", "0.0.0.0:8081", "-h", "/www"]
+
+
+def test_with_host_networking_a_site_binds_the_hosts_address_not_every_interface():
+    host = host_of(network_mode="host", address="127.0.0.5")
+    spec = spec_of(site_of("static", internal_port=8081), host=host)
+    assert spec["command"] == ["httpd", "-f", "-p", "127.0.0.5:8081", "-h", "/www"]
+    assert spec_of(site_of(), host=host)["environment"]["HOST"] == "127.0.0.5"
 
 
 def test_docker_site_without_a_command_uses_the_image_default():
@@ -198,6 +205,7 @@ def test_environment_has_port_site_and_the_given_values():
     spec = spec_of(site_of(internal_port=9000), env={"MODE": "prod", "DB_PASSWORD": "hunter2"})
     assert spec["environment"] == {
         "PORT": "9000",
+        "HOST": "0.0.0.0",
         "HOSTPANEL_SITE": "blog",
         "MODE": "prod",
         "DB_PASSWORD": "hunter2",
