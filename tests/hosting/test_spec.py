@@ -205,7 +205,7 @@ def test_environment_has_port_site_and_the_given_values():
     spec = spec_of(site_of(internal_port=9000), env={"MODE": "prod", "DB_PASSWORD": "hunter2"})
     assert spec["environment"] == {
         "PORT": "9000",
-        "HOST": "0.0.0.0",
+        "HOST": "0.0.0.0",  # noqa: S104 (a name in a spec, not a bind)
         "HOSTPANEL_SITE": "blog",
         "MODE": "prod",
         "DB_PASSWORD": "hunter2",
