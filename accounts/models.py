@@ -42,11 +42,11 @@ class UserManager(BaseUserManager["User"]):
         return self.get(email__iexact=username)
 
     def create_user(self, email: str, password: str | None = None, **extra) -> User:
-        """Low-level constructor; application code calls accounts.services.create_user."""
-        user = self.model(email=self.normalize_email(email), **extra)
-        user.set_password(password)
-        user.save(using=self._db)
-        return user
+        """Django's entry (createsuperuser) takes the service's path: a personal
+        organization, an audit entry. Its caller has validated the password already."""
+        from accounts import services
+
+        return services.create_user(email=email, password=password, check_password=False, **extra)
 
     def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
         extra.update(is_staff=True, is_superuser=True)

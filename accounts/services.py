@@ -107,10 +107,11 @@ def create_user(
     is_staff: bool = False,
     is_superuser: bool = False,
     actor: User | None = None,
+    check_password: bool = True,
 ) -> User:
     """Create a user with a personal organization they own."""
     email = _clean_email(email)
-    if password is not None:
+    if password is not None and check_password:
         _check_password(password, User(email=email, display_name=display_name))
     with transaction.atomic():
         user, org = _create_user_rows(

@@ -198,11 +198,9 @@ def mark_host_offline(host: DockerHost, reason: str, *, actor: User | None = Non
 
 
 def quota_for(org: Organization, *, lock: bool = False) -> OrganizationQuota:
-    quota, _ = OrganizationQuota.objects.get_or_create(
-        organization=org, defaults=settings.DEFAULT_QUOTA
-    )
-    if lock:
-        quota = OrganizationQuota.objects.select_for_update().get(pk=quota.pk)
+    """The organization's quota (made with the organization: hosting.apps.create_quota)."""
+    quotas = OrganizationQuota.objects.select_for_update() if lock else OrganizationQuota.objects
+    quota = quotas.get(organization=org)
     return quota
 
 
@@ -749,15 +747,25 @@ def reveal_env_value(var: EnvironmentVariable) -> str:
     return crypto.decrypt(var.value) if var.is_secret else var.value
 
 
-def rotate_env_keys() -> int:
-    """Re-encrypt every secret with the newest key. Returns how many were rewritten."""
-    count = 0
+def rotate_env_keys(*, actor: User | None = None) -> int:
+    """Re-encrypt every secret with the newest key, audited once per organization (how many,
+    never which values). Returns how many were rewritten."""
+    per_org: dict[Any, list[str]] = {}
     with transaction.atomic():
-        for var in EnvironmentVariable.objects.select_for_update().filter(is_secret=True):
+        secrets_ = EnvironmentVariable.objects.select_for_update().filter(is_secret=True)
+        for var in secrets_.select_related("organization"):
             var.value = crypto.rotate(var.value)
             var.save(update_fields=["value"])
-            count += 1
-    return count
+            per_org.setdefault(var.organization, []).append(var.key)
+        for org, keys in per_org.items():
+            record(
+                actions.ENV_ROTATE_KEYS,
+                actor=actor,
+                organization=org,
+                target=org,
+                changes={"count": len(keys), "keys": sorted(set(keys))},
+            )
+    return sum(len(keys) for keys in per_org.values())
 
 
 # --- templates (staff) ------------------------------------------------------------------------

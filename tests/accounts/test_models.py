@@ -122,3 +122,20 @@ def test_scoped_querysets_follow_the_tenant_filter(cast):
 )
 def test_role_at_least_follows_owner_admin_member_viewer(role, minimum, expected):
     assert role_at_least(role, minimum) is expected
+
+
+def test_createsuperuser_gives_the_user_a_personal_organization_like_the_service(db, monkeypatch):
+    from django.core.management import call_command
+
+    from accounts.models import Membership, Role, User
+    from audit.models import AuditLog
+
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a-long-enough-passphrase-42")
+    call_command("createsuperuser", email="root@example.test", interactive=False, verbosity=0)
+
+    user = User.objects.get(email="root@example.test")
+    assert user.is_staff and user.is_superuser
+    assert user.check_password("a-long-enough-passphrase-42")
+    membership = Membership.objects.get(user=user)
+    assert membership.role == Role.OWNER and membership.organization.is_personal
+    assert AuditLog.objects.filter(action="user.create", target_id=str(user.pk)).exists()

@@ -320,6 +320,21 @@ def test_rotate_env_keys_reports_how_many(cast, settings, capsys):
     assert "2" in capsys.readouterr().out
 
 
+def test_rotate_env_keys_is_audited_per_organization_without_values(cast, settings):
+    settings.ENV_ENCRYPTION_KEYS = [OLD_KEY]
+    make_env(the_site(cast.org), "DB_PASSWORD", SECRET, is_secret=True)
+    make_env(the_site(cast.org), "API_TOKEN", "tok-123", is_secret=True)
+    make_env(the_site(cast.other_org), "DB_PASSWORD", SECRET, is_secret=True)
+    settings.ENV_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    call_command("rotate_env_keys", stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    entries = {e.organization: e for e in AuditLog.objects.filter(action="env.rotate_keys")}
+    assert set(entries) == {cast.org, cast.other_org}
+    assert entries[cast.org].changes == {"count": 2, "keys": ["API_TOKEN", "DB_PASSWORD"]}
+    for entry in entries.values():
+        assert SECRET not in str(entry.changes) and "tok-123" not in str(entry.changes)
+
+
 def test_undecryptable_secret_is_503_json_for_a_secrets_read_token(cast, settings):
     settings.ENV_ENCRYPTION_KEYS = [OLD_KEY]
     var = make_env(the_site(cast.org), "DB_PASSWORD", SECRET, is_secret=True)

@@ -235,3 +235,14 @@ def test_quota_cannot_be_changed_through_the_api(cast):
     response = client_for(cast.owner).patch(quota_url(cast.org), {"max_sites": 1000})
     assert response.status_code == 405
     assert services.quota_for(cast.org).max_sites != 1000
+
+
+def test_a_quota_is_made_with_its_organization_and_reading_it_writes_nothing(cast):
+    from hosting.models import OrganizationQuota
+
+    assert OrganizationQuota.objects.filter(organization=cast.org).exists()
+    client = client_for(cast.viewer)
+    before = AuditLog.objects.count(), OrganizationQuota.objects.count()
+    response = client.get(quota_url(cast.org))
+    assert response.status_code == 200
+    assert (AuditLog.objects.count(), OrganizationQuota.objects.count()) == before
