@@ -123,7 +123,8 @@ def _converge(site: Site) -> str:
     """Make the engine match the site; return the observed state. Engine calls only."""
     host = site.host
     rows = list(site.containers.filter(host=host).select_related("host", "deployment"))
-    if not rows and site.desired_state == DesiredState.STOPPED and site.observed_state in NONE_RUN:
+    nothing_wanted = site.desired_state == DesiredState.STOPPED or not runtime.has_image(site)
+    if not rows and nothing_wanted and site.observed_state in NONE_RUN:
         # Never ran a container (runtime.run_container leaves CREATED before it creates one,
         # so a crash mid-create is not mistaken for this): nothing to ask the engine.
         return ObservedState.REMOVED if site.is_deleted else ObservedState.STOPPED
@@ -161,6 +162,8 @@ def _converge(site: Site) -> str:
         runtime.remove_container(current)
         current = None
     if current is None:
+        if not runtime.has_image(site):
+            return ObservedState.STOPPED  # built from its repository: waits for a deploy
         runtime.run_container(site)
         Site.objects.filter(pk=site.pk, generation=site.generation).update(
             needs_restart=False, restart_requested=False

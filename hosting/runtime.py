@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from hosting import crypto
 from hosting import docker as engine
-from hosting.models import Container, ObservedState, ResourceLimit, Site
+from hosting.models import Container, ObservedState, ResourceLimit, Site, SiteType
 
 
 class NoHostAvailable(Exception):
@@ -65,6 +65,12 @@ def port_is_free(address: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def has_image(site: Site) -> bool:
+    """Whether the site has something to run before any deployment: a docker site that
+    builds from its repository's Dockerfile has nothing until its first deploy."""
+    return bool(site.deployed_image or site.image or site.site_type == SiteType.STATIC)
 
 
 def run_container(

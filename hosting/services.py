@@ -22,7 +22,7 @@ from django.utils.text import slugify
 from accounts.models import Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
-from hosting import crypto, git
+from hosting import crypto, git, runtime
 from hosting import docker as engine
 from hosting.models import (
     DesiredState,
@@ -280,8 +280,10 @@ def choose_host(memory_mb: int) -> DockerHost:
 
 def _validate_site(site: Site) -> None:
     errors: dict[str, str] = {}
-    if site.site_type in (SiteType.DOCKER, SiteType.DYNAMIC) and not site.image:
-        errors["image"] = f"A {site.site_type} site needs an image."
+    if site.site_type == SiteType.DYNAMIC and not site.image:
+        errors["image"] = "A dynamic site needs an image."
+    if site.site_type == SiteType.DOCKER and not (site.image or site.repository_url):
+        errors["image"] = "A docker site needs an image, or a repository to build one from."
     if site.site_type == SiteType.DYNAMIC and not site.start_command:
         errors["start_command"] = "A dynamic site needs a start command."
     if site.health_check_path and not site.health_check_path.startswith("/"):
@@ -324,7 +326,7 @@ def create_site(
     _full_clean(limit, exclude=["site", "organization"])
     _validate_site(site)
     site.host = host or choose_host(limit.memory_mb)
-    if site.desired_state == DesiredState.RUNNING:
+    if site.desired_state == DesiredState.RUNNING and runtime.has_image(site):
         _check_image(site)
     else:
         site.observed_state = ObservedState.STOPPED

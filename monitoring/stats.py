@@ -22,11 +22,16 @@ def platform_stats() -> dict[str, Any]:
     hosts = DockerHost.objects.aggregate(
         total=Count("pk"), online=Count("pk", filter=Q(status=HostStatus.ONLINE))
     )
+    containers = Container.objects.aggregate(
+        sites=Count("pk", filter=Q(site__isnull=False)),
+        other=Count("pk", filter=Q(site__isnull=True)),
+    )
     return {
         "users": users,
         "organizations": Organization.objects.count(),
         "sites": sites,
         "domains": Domain.objects.count(),
         "hosts": hosts,
-        "containers": Container.objects.count(),
+        "containers": containers["sites"],
+        "other_containers": containers["other"],
     }

@@ -116,4 +116,7 @@ class PlatformStatsSerializer(serializers.Serializer):
     sites = TotalRunningSerializer()
     domains = serializers.IntegerField()
     hosts = TotalOnlineSerializer()
-    containers = serializers.IntegerField(help_text="Containers the engines report, all kinds.")
+    containers = serializers.IntegerField(help_text="Containers of sites (the panel's own).")
+    other_containers = serializers.IntegerField(
+        help_text="Containers the engines report that belong to no site (builds, others')."
+    )

@@ -414,3 +414,29 @@ def test_list_filters_by_search_and_type(cast):
     assert slugs(site_type="static") == ["docs"]
     by_name_desc = viewer.get(sites_url(cast.org), {"ordering": "-name"}).json()
     assert [s["name"] for s in by_name_desc["results"]] == ["Shop", "Docs", "Blog"]
+
+
+def test_a_docker_site_built_from_its_repository_needs_no_image_and_runs_nothing_yet(
+    cast, settings, sent_tasks
+):
+    settings.DEPLOY_ALLOW_FILE_REPOSITORIES = True
+    ensure_host()
+    response = client_for(cast.member).post(
+        sites_url(cast.org),
+        {"name": "App", "site_type": "docker", "repository_url": "file:///srv/app.git"},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["image"] == ""
+    assert (body["desired_state"], body["observed_state"]) == ("running", "stopped")
+    assert body["reconcile_status"] == "converged"  # nothing to run until the first deploy
+    assert not Site.objects.get(slug="app").containers.exists()
+
+
+def test_a_docker_site_needs_an_image_or_a_repository(cast):
+    ensure_host()
+    response = client_for(cast.member).post(
+        sites_url(cast.org), {"name": "App", "site_type": "docker"}, format="json"
+    )
+    assert "repository" in assert_field_errors(response, "image")["image"][0]
