@@ -202,10 +202,13 @@ def plain(endpoint: str, repo: Path, kind: str, dockerfile: Path, flags=()) -> t
 
 
 def panel(site, actor) -> tuple[float, dict[str, float]]:
-    from hosting import deployments, services
+    from hosting import deployments, queue, services
 
     handed_off: list[list[str]] = []
-    deployments._schedule_retirement = handed_off.append  # the task's message, kept
+    # The retire task's message is kept (and run below); nothing else is sent from here.
+    queue.send = lambda task, *args, **kw: (
+        handed_off.append(args[0]) if task == "retire_containers" else None
+    )
     started, wall = time.perf_counter(), time.time()
     deployment = deployments.request_deployment(site, actor=actor, trigger="api")
     result = deployments.execute(deployment.pk, worker="bench")
@@ -248,10 +251,9 @@ def main(args) -> None:
     from django.core.management import call_command
 
     from accounts.models import Organization
-    from hosting import deployments, services
+    from hosting import services
     from hosting.reconcile import converge_now
 
-    deployments._enqueue = lambda deployment_id: None  # execute() is called right here
     call_command("migrate", verbosity=0)
     endpoint = start_engine()
     client = docker.DockerClient(base_url=endpoint, timeout=120)

@@ -32,7 +32,7 @@ from django.utils import timezone
 from accounts.models import User
 from audit import actions
 from audit.services import record
-from hosting import builds, crypto, git, runtime, services
+from hosting import builds, crypto, git, queue, runtime, services
 from hosting import docker as engine
 from hosting.models import (
     ACTIVE_DEPLOYMENT_STATES,
@@ -43,7 +43,6 @@ from hosting.models import (
     DeploymentStatus,
     DeploymentTrigger,
     DesiredState,
-    EnvironmentVariable,
     ObservedState,
     ResourceLimit,
     Site,
@@ -149,9 +148,7 @@ def request_rollback(target: Deployment, *, actor: User | None, token_id=None) -
 
 
 def _enqueue(deployment_id) -> None:
-    from hosting.tasks import run_deployment
-
-    run_deployment.delay(str(deployment_id))
+    queue.send("run_deployment", str(deployment_id))
 
 
 def cancel(deployment: Deployment, *, actor: User | None) -> Deployment:
@@ -460,17 +457,30 @@ def _snapshot(site: Site) -> dict[str, Any]:
     }
 
 
-def _apply_snapshot(site: Site, snapshot: dict[str, Any]) -> None:
-    """Put a snapshot's configuration back on the site (inside the switch transaction)."""
+def _apply_snapshot(site: Site, snapshot: dict[str, Any], actor: User | None) -> None:
+    """Put a snapshot's configuration back on the site (inside the switch transaction),
+    through the services: variables keep their ids, and every change is audited."""
     for name, value in snapshot["site"].items():
         setattr(site, name, value)
     site.save(update_fields=[*snapshot["site"], "updated_at"])
-    ResourceLimit.objects.filter(site=site).update(**snapshot["limits"], updated_at=timezone.now())
-    site.env_vars.all().delete()
-    EnvironmentVariable.objects.bulk_create(
-        EnvironmentVariable(organization_id=site.organization_id, site=site, **var)
-        for var in snapshot["env"]
-    )
+    limits = ResourceLimit.objects.get(site=site)
+    changed = {k: v for k, v in snapshot["limits"].items() if getattr(limits, k) != v}
+    if changed:
+        services.update_limits(site, actor=actor, **changed)
+    wanted = {v["key"]: v for v in snapshot["env"]}
+    for var in list(site.env_vars.all()):
+        old = wanted.pop(var.key, None)
+        if old is None or (var.is_secret and not old["is_secret"]):
+            services.delete_env(var, actor=actor)
+            if old is not None:
+                wanted[var.key] = old  # set again below, plain as it was
+            continue
+        value = crypto.decrypt(old["value"]) if old["is_secret"] else old["value"]
+        if value != services.reveal_env_value(var) or old["is_secret"] != var.is_secret:
+            services.update_env(var, actor=actor, value=value, is_secret=old["is_secret"])
+    for key, old in wanted.items():
+        value = crypto.decrypt(old["value"]) if old["is_secret"] else old["value"]
+        services.set_env(site, actor=actor, key=key, value=value, is_secret=old["is_secret"])
 
 
 def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> None:
@@ -715,7 +725,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
         )
         _checkpoint(deployment)
         if rollback_of is not None:
-            _apply_snapshot(site, snapshot)
+            _apply_snapshot(site, snapshot, deployment.triggered_by)
         # The old containers stop serving with this commit; they are stopped and removed
         # after it, by a task (retire_containers), so the deployment is done at the switch.
         replaced = site.containers.exclude(pk=new.pk).filter(retired_at__isnull=True)
@@ -753,9 +763,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
 
 def _schedule_retirement(container_ids: list[str]) -> None:
     """Retire the replaced containers once requests already sent to them have finished."""
-    from hosting.tasks import retire_containers
-
-    retire_containers.apply_async((container_ids,), countdown=settings.DEPLOY_DRAIN_SECONDS)
+    queue.send("retire_containers", container_ids, countdown=settings.DEPLOY_DRAIN_SECONDS)
 
 
 def retire_containers(container_ids) -> int:

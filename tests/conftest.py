@@ -91,6 +91,22 @@ def sent_tasks(monkeypatch) -> list[tuple]:
     return sent
 
 
+def route_task(monkeypatch, task: str, handler) -> None:
+    """Send `task` (by name, through hosting.queue.send) to `handler(*args)` instead; other
+    tasks go where they went before."""
+    from hosting import queue
+
+    previous = queue.send
+
+    def send(name, *args, **options):
+        if name == task:
+            handler(*args)
+        else:
+            previous(name, *args, **options)
+
+    monkeypatch.setattr(queue, "send", send)
+
+
 @pytest.fixture
 def run_sent_tasks(sent_tasks):
     """run_sent_tasks() runs what was sent so far, in this process, as a worker would."""

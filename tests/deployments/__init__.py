@@ -1,6 +1,7 @@
 """Deployments API, logs, webhooks and admin without Docker: deployments are made through the
-services, the Celery hand-off (`hosting.deployments._enqueue`) is replaced by a list, and the
-pipeline's own state changes (`deployments._transition`) stand in for a worker."""
+services, the Celery hand-off (task `run_deployment`, sent through `hosting.queue.send`) is
+replaced by a list, and the pipeline's own state changes (`deployments._transition`) stand in
+for a worker."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 from accounts.models import Organization, User
 from hosting import deployments
 from hosting.models import ACTIVE_DEPLOYMENT_STATES, Deployment, DeploymentStatus, Site
+from tests.conftest import route_task
 from tests.hosting.factories import SITE_SLUG, make_site, site_url
 
 S = DeploymentStatus
@@ -32,7 +34,7 @@ def no_broker(settings, monkeypatch) -> list[str]:
     (nothing reaches a broker). Each test module makes this its autouse `enqueued` fixture."""
     settings.DEPLOY_ALLOW_FILE_REPOSITORIES = True
     sent: list[str] = []
-    monkeypatch.setattr(deployments, "_enqueue", lambda pk: sent.append(str(pk)))
+    route_task(monkeypatch, "run_deployment", lambda pk: sent.append(str(pk)))
     return sent
 
 

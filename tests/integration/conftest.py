@@ -3,6 +3,7 @@ import pytest
 from hosting import deployments, services
 from hosting.models import DockerHost
 from tests import docker_engines
+from tests.conftest import route_task
 
 
 @pytest.fixture(autouse=True)
@@ -11,17 +12,17 @@ def _integration_settings(settings):
 
 
 @pytest.fixture(autouse=True)
-def retired_at_once(monkeypatch) -> list[list[str]]:
+def retired_at_once(monkeypatch, sent_tasks) -> list[list[str]]:
     """The retire task a switch sends (after DEPLOY_DRAIN_SECONDS) runs at once, in this
     process: no message goes to a broker. Returns the batches; tests of the drain itself
-    replace `_schedule_retirement` again."""
+    route `retire_containers` again."""
     batches: list[list[str]] = []
 
     def retire_now(container_ids):
         batches.append(container_ids)
         deployments.retire_containers(container_ids)
 
-    monkeypatch.setattr(deployments, "_schedule_retirement", retire_now)
+    route_task(monkeypatch, "retire_containers", retire_now)
     return batches
 
 

@@ -22,6 +22,7 @@ from audit.models import AuditLog
 from hosting import deployments, services
 from hosting.models import Container, Deployment, DeploymentStatus
 from hosting.reconcile import converge_now
+from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE
 from tests.factories import make_org, make_user
 from tests.integration import processes
@@ -86,7 +87,7 @@ def deploy_settings(settings):
 def lost_messages(monkeypatch) -> list[str]:
     """This process's broker is not the workers': record the messages instead of sending."""
     sent: list[str] = []
-    monkeypatch.setattr(deployments, "_enqueue", lambda deployment_id: sent.append(deployment_id))
+    route_task(monkeypatch, "run_deployment", sent.append)
     return sent
 
 
@@ -235,8 +236,10 @@ def test_a_worker_runs_queued_deployments_of_a_site_one_after_the_other(
 
     site, repo, _port = site_v1
     # From now on requests reach the workers' broker, as they do in production.
-    monkeypatch.setattr(
-        deployments, "_enqueue", lambda deployment_id: send(run_deployment, str(deployment_id))
+    route_task(
+        monkeypatch,
+        "run_deployment",
+        lambda deployment_id: send(run_deployment, str(deployment_id)),
     )
     procs.worker(concurrency=2, DEPLOY_DRAIN_SECONDS="1")
     repo.commit("v2", {"Dockerfile": dockerfile("COPY . /www", "RUN sleep 2", SERVE)})

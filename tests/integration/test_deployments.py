@@ -3,7 +3,7 @@
 `deployments.execute` runs in this process (the Celery task only calls it); everything runs
 with committed data (transaction=True) because the pipeline's heartbeat, and the threads
 that cancel, read logs or poll the site while a deployment runs, use connections of their
-own. `_enqueue` is replaced by a list: no message goes to a broker, and the test sees which
+own. Task `run_deployment` is routed to a list: no message goes to a broker, and the test sees which
 deployment the pipeline asks to run next.
 """
 
@@ -37,6 +37,7 @@ from hosting.models import (
     Site,
 )
 from hosting.reconcile import converge_now
+from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE, free_port
 from tests.factories import make_org, make_user
 
@@ -213,7 +214,7 @@ def deploy_settings(settings):
 @pytest.fixture
 def enqueued(monkeypatch) -> list[str]:
     sent: list[str] = []
-    monkeypatch.setattr(deployments, "_enqueue", lambda deployment_id: sent.append(deployment_id))
+    route_task(monkeypatch, "run_deployment", sent.append)
     return sent
 
 
@@ -501,7 +502,7 @@ def stop_signals(host, docker_id: str, since: float) -> list[str]:
 def _deploy_keeping_the_old_one(site, repo, owner, monkeypatch, files):
     """Deploy with the retire task captured instead of run (as it waits out the drain)."""
     scheduled: list[list[str]] = []
-    monkeypatch.setattr(deployments, "_schedule_retirement", scheduled.append)
+    route_task(monkeypatch, "retire_containers", scheduled.append)
     old = services.current_container(site)
     repo.commit("v2", files)
     result, second = deploy(site, owner)
@@ -964,6 +965,13 @@ def test_rollback_restores_image_env_and_limits(make_site, repo, owner, docker_h
         v.key: services.reveal_env_value(v) for v in EnvironmentVariable.objects.filter(site=site)
     }
     assert values == {"A": "1", "TOKEN": "secret-one"}
+    # ... through the services: the variables kept their ids, and each change is audited.
+    assert EnvironmentVariable.objects.get(site=site, key="A").pk == a.pk
+    assert EnvironmentVariable.objects.get(site=site, key="TOKEN").pk == token.pk
+    audited = AuditLog.objects.filter(timestamp__gte=back.created_at).values_list(
+        "action", flat=True
+    )
+    assert {"env.update", "env.delete", "site.limits_update"} <= set(audited)
     assert EnvironmentVariable.objects.get(site=site, key="TOKEN").is_secret is True
     limits = ResourceLimit.objects.get(site=site)
     assert (limits.memory_mb, limits.cpu_percent) == (64, 50)

@@ -23,7 +23,11 @@ from tests.factories import make_org, make_user
 from tests.integration import processes
 from tests.integration.processes import send, start_beat, start_worker, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.every_database,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 @pytest.fixture
