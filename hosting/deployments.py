@@ -167,7 +167,7 @@ def cancel(deployment: Deployment, *, actor: User | None) -> Deployment:
             changes={"status": deployment.status},
         )
         if deployment.status == S.QUEUED:
-            _transition(deployment, S.QUEUED, S.CANCELLED, error="Cancelled before it started.")
+            transition(deployment, S.QUEUED, S.CANCELLED, error="Cancelled before it started.")
         else:
             Deployment.objects.filter(pk=deployment.pk).update(cancel_requested=True)
     deployment.refresh_from_db()
@@ -179,7 +179,7 @@ def cancel(deployment: Deployment, *, actor: User | None) -> Deployment:
 # --- state changes ---------------------------------------------------------------------------
 
 
-def _transition(
+def transition(
     deployment: Deployment,
     expected,
     new: str,
@@ -411,7 +411,7 @@ def _claim(deployment: Deployment, worker: str) -> bool:
             .get(pk=deployment.site_id)
         )
         if site.is_deleted or not site.organization.is_active:
-            _transition(
+            transition(
                 deployment,
                 S.QUEUED,
                 S.CANCELLED,
@@ -424,14 +424,14 @@ def _claim(deployment: Deployment, worker: str) -> bool:
         if site.deployments.exclude(pk=deployment.pk).filter(running_or_older).exists():
             return False
         now = timezone.now()
-        return _transition(
+        return transition(
             deployment, S.QUEUED, S.CLONING, started_at=now, heartbeat_at=now, worker=worker[:100]
         )
 
 
 def _advance(deployment: Deployment, expected: str, new: str, **fields) -> None:
     """The pipeline's next stage: a checkpoint and the transition in one conditional update."""
-    if not _transition(deployment, expected, new, unless_cancelled=True, **fields):
+    if not transition(deployment, expected, new, unless_cancelled=True, **fields):
         raise DeploymentAborted(f"it left {expected} meanwhile (reaped or cancelled)")
 
 
@@ -541,19 +541,19 @@ def execute(deployment_id, worker: str = "") -> str:
         out.line(f"==> stopped: {exc}")
         out.close()  # the whole log is written before the final status
         if deployment.status not in FINAL_DEPLOYMENT_STATES:
-            _transition(
+            transition(
                 deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error="Cancelled while running."
             )
         return "cancelled"
     except builds.BuildCancelled as exc:
         out.line(f"==> {exc}")
         out.close()  # the whole log is written before the final status
-        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error=str(exc))
+        transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.CANCELLED, error=str(exc))
         return "cancelled"
     except builds.BuildTimedOut as exc:
         out.line(f"==> {exc}")
         out.close()  # the whole log is written before the final status
-        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.TIMED_OUT, error=str(exc))
+        transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.TIMED_OUT, error=str(exc))
         return "timed_out"
     except (
         git.CloneError,
@@ -566,13 +566,13 @@ def execute(deployment_id, worker: str = "") -> str:
     ) as exc:
         out.line(f"==> failed: {exc}")
         out.close()  # the whole log is written before the final status
-        _transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.FAILED, error=str(exc))
+        transition(deployment, ACTIVE_DEPLOYMENT_STATES, S.FAILED, error=str(exc))
         return "failed"
     except Exception as exc:
         log.exception("deployment %s crashed", deployment.pk)
         out.line(f"==> failed: internal error ({exc.__class__.__name__})")
         out.close()  # the whole log is written before the final status
-        _transition(
+        transition(
             deployment,
             ACTIVE_DEPLOYMENT_STATES,
             S.FAILED,
@@ -746,7 +746,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
         )
         out.line(f"==> deployment #{deployment.number} succeeded")
         out.flush()  # the whole log is written before the final status (autoflush stopped)
-        _transition(
+        transition(
             deployment,
             S.HEALTHY,
             S.SUCCEEDED,
@@ -819,7 +819,7 @@ def reap(now=None) -> dict[str, int]:
     for deployment in Deployment.objects.filter(
         status__in=ACTIVE_DEPLOYMENT_STATES, heartbeat_at__lt=stale
     ):
-        if _transition(
+        if transition(
             deployment,
             ACTIVE_DEPLOYMENT_STATES,
             S.FAILED,

@@ -52,7 +52,7 @@ STREAM_RETRY_MS = 3000
 # complete this long after the deployment ended (at once if it never started).
 LOG_SETTLE_SECONDS = 2.0
 
-_sleep = time.sleep  # tests replace it to act between two polls
+pause_between_polls = time.sleep  # the seam tests replace to act between two polls
 
 
 def log_finished(deployment: Deployment, now=None) -> bool:
@@ -387,7 +387,7 @@ def event_stream(deployment_id, after: int = -1) -> Iterator[str]:
         if now - last_sent >= STREAM_KEEPALIVE_SECONDS:
             last_sent = now
             yield ": keepalive\n\n"
-        _sleep(STREAM_POLL_SECONDS)
+        pause_between_polls(STREAM_POLL_SECONDS)
 
 
 # --- webhooks ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Deployments API, logs, webhooks and admin without Docker: deployments are made through the
 services, the Celery hand-off (task `run_deployment`, sent through `hosting.queue.send`) is
-replaced by a list, and the pipeline's own state changes (`deployments._transition`) stand in
+replaced by a list, and the pipeline's own state changes (`deployments.transition`) stand in
 for a worker."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def move(deployment: Deployment, *statuses: str, **fields) -> Deployment:
         extra = dict(fields) if new == statuses[-1] else {}
         if deployment.status == S.QUEUED and new in ACTIVE_DEPLOYMENT_STATES:
             extra.setdefault("started_at", timezone.now())
-        assert deployments._transition(deployment, deployment.status, new, **extra), new
+        assert deployments.transition(deployment, deployment.status, new, **extra), new
     deployment.refresh_from_db()
     return deployment
 

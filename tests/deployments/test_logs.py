@@ -194,7 +194,7 @@ def test_stream_follows_a_running_deployment_until_it_ends(cast, running, monkey
             deployments.append_log(running, "starting", "oops\n")
             move(running, S.FAILED, error="health check failed")
 
-    monkeypatch.setattr(views, "_sleep", between_polls)
+    monkeypatch.setattr(views, "pause_between_polls", between_polls)
     events = parse_events(read_stream(client_for(cast.viewer).get(stream_url(cast, running))))
     assert [(e["event"], e["data"].get("status") or e["data"].get("text")) for e in events] == [
         ("status", "building"),
@@ -210,7 +210,7 @@ def test_stream_follows_a_running_deployment_until_it_ends(cast, running, monkey
 
 def test_stream_gives_up_after_its_time_limit(cast, running, monkeypatch):
     monkeypatch.setattr(views, "STREAM_MAX_SECONDS", 0)
-    monkeypatch.setattr(views, "_sleep", lambda s: pytest.fail("should not wait"))
+    monkeypatch.setattr(views, "pause_between_polls", lambda s: pytest.fail("should not wait"))
     text = read_stream(client_for(cast.viewer).get(stream_url(cast, running)))
     events = parse_events(text)
     assert [e["event"] for e in events] == ["status"]
@@ -226,7 +226,7 @@ def test_quiet_stream_sends_keepalive_comments(cast, running, monkeypatch):
         if len(naps) == 2:
             move(running, S.CANCELLED)
 
-    monkeypatch.setattr(views, "_sleep", nap)
+    monkeypatch.setattr(views, "pause_between_polls", nap)
     monkeypatch.setattr(views, "LOG_SETTLE_SECONDS", 0)
     text = read_stream(client_for(cast.viewer).get(stream_url(cast, running)))
     assert ": keepalive" in text
@@ -235,7 +235,7 @@ def test_quiet_stream_sends_keepalive_comments(cast, running, monkeypatch):
 
 def test_stream_ends_when_the_deployment_is_gone(cast, running, monkeypatch):
     monkeypatch.setattr(
-        views, "_sleep", lambda s: Deployment.objects.filter(pk=running.pk).delete()
+        views, "pause_between_polls", lambda s: Deployment.objects.filter(pk=running.pk).delete()
     )
     events = parse_events(read_stream(client_for(cast.viewer).get(stream_url(cast, running))))
     assert events[-1] == {
