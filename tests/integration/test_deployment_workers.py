@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 
@@ -87,7 +88,7 @@ def deploy_settings(settings):
 def lost_messages(monkeypatch) -> list[str]:
     """This process's broker is not the workers': record the messages instead of sending."""
     sent: list[str] = []
-    route_task(monkeypatch, "run_deployment", sent.append)
+    route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
     return sent
 
 

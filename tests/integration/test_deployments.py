@@ -212,9 +212,9 @@ def deploy_settings(settings):
 
 
 @pytest.fixture
-def enqueued(monkeypatch) -> list[str]:
+def enqueued(monkeypatch) -> list[uuid.UUID]:
     sent: list[str] = []
-    route_task(monkeypatch, "run_deployment", sent.append)
+    route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
     return sent
 
 
