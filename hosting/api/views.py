@@ -145,7 +145,10 @@ class ResourceLimitViewSet(SiteScopedMixin, viewsets.GenericViewSet):
     def retrieve(self, request, *args, **kwargs):
         return Response(self.get_serializer(self.get_queryset().get()).data)
 
+    @extend_schema(responses={200: s.ResourceLimitSerializer, 202: s.ResourceLimitSerializer})
     def partial_update(self, request, *args, **kwargs):
+        """Change limits: 200 when the engine applied them within RECONCILE_WAIT_SECONDS, 202
+        when they wait for it (the site's `reconcile_status` says pending or failed)."""
         limits = self.get_queryset().get()
         serializer = self.get_serializer(limits, data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
