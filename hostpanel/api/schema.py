@@ -1,0 +1,61 @@
+"""OpenAPI post-processing: every operation documents the errors the API can answer with.
+
+The error body is one shape everywhere (hostpanel.api.exceptions); which statuses an operation
+can return follows from how the API works, so they are added here once instead of on each
+view: 401 and 403 (authentication, roles and token scopes), 429 (throttles), 404 where the
+path names an object (an outsider's objects are 404 too), 400 where a body or query is
+read, 503 where an engine or the database may be unreachable (site-scoped paths).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string", "description": "What went wrong, for people."},
+        "code": {"type": "string", "description": "What went wrong, for programs."},
+        "fields": {
+            "type": "object",
+            "description": "Messages per field (nested objects nest): validation errors only.",
+            "additionalProperties": True,
+        },
+        "host": {"type": "string", "description": "The Docker host concerned (503s)."},
+    },
+    "required": ["detail", "code"],
+}
+DESCRIPTIONS = {
+    "400": "Invalid input: JSON with a message per field.",
+    "401": "No or invalid credentials (session, or `Authorization: Bearer <token>`).",
+    "403": "Authenticated, but the role or the token's scopes do not allow this.",
+    "404": "No such object here (objects of other organizations are 404 too).",
+    "429": "Too many requests: throttled.",
+    "503": "A Docker host or another service could not be reached.",
+}
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+def add_error_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR_SCHEMA)
+    ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+    for path, item in result.get("paths", {}).items():
+        for method in METHODS:
+            operation = item.get(method)
+            if operation is None:
+                continue
+            statuses = ["401", "403", "429"]
+            if "{" in path:
+                statuses.append("404")
+            if method in ("post", "put", "patch") or method == "get":
+                statuses.append("400")  # bodies, and filters / page numbers on lists
+            if "/sites/" in path or path.endswith("/sites/") or "/hosts/" in path:
+                statuses.append("503")
+            responses = operation.setdefault("responses", {})
+            for status in statuses:
+                if status not in responses:
+                    responses[status] = {"description": DESCRIPTIONS[status], "content": ref}
+                elif "content" not in responses[status]:
+                    responses[status]["content"] = ref
+    return result
