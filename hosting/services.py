@@ -405,10 +405,8 @@ def _want(site: Site, action: str, actor: User | None, **desired: Any) -> None:
     before = {name: getattr(site, name) for name in desired}
     for name, value in desired.items():
         setattr(site, name, value)
-    site.generation = F("generation") + 1
-    site.reconcile_status = ReconcileStatus.PENDING
-    site.save(update_fields=[*desired, "generation", "reconcile_status", "updated_at"])
-    site.refresh_from_db(fields=["generation"])
+    site.save(update_fields=[*desired, "updated_at"])
+    _mark_pending(site)
     record(
         action,
         actor=actor,
@@ -416,6 +414,14 @@ def _want(site: Site, action: str, actor: User | None, **desired: Any) -> None:
         target=site,
         changes={"before": _jsonable(before), "after": _jsonable(desired)},
     )
+
+
+def _mark_pending(site: Site) -> None:
+    """The engine has work: a new generation for the reconciler to converge to."""
+    Site.objects.filter(pk=site.pk).update(
+        generation=F("generation") + 1, reconcile_status=ReconcileStatus.PENDING
+    )
+    site.refresh_from_db(fields=["generation", "reconcile_status"])
 
 
 def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
@@ -517,9 +523,7 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
                 target=site,
                 changes=changes,
             )
-            Site.objects.filter(pk=site.pk).update(
-                generation=F("generation") + 1, reconcile_status=ReconcileStatus.PENDING
-            )
+            _mark_pending(site)
     return limits
 
 
