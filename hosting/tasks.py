@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import reconcile, services, sync
+from hosting import deployments, reconcile, services, sync
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.retry import TRANSIENT_ERRORS, backoff
 from monitoring.claims import claim
@@ -128,23 +128,17 @@ def restore_site(site_id: str) -> str:
 @shared_task(bind=True, acks_late=True, ignore_result=True)
 def run_deployment(self, deployment_id: str) -> str:
     """Run one deployment. Redelivery is harmless: only the worker that claims it runs it."""
-    from hosting import deployments
-
     return deployments.execute(deployment_id, worker=self.request.hostname or "")
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def retire_containers(container_ids: list[str]) -> int:
     """Stop and remove the containers a deployment replaced (sent after its drain time)."""
-    from hosting import deployments
-
     return deployments.retire_containers(container_ids)
 
 
 @shared_task(acks_late=True, ignore_result=True)
 def reap_deployments() -> dict:
-    from hosting import deployments
-
     with claim(
         "hosting.reap_deployments", ttl=timedelta(minutes=2), min_interval=timedelta(seconds=45)
     ) as mine:
@@ -153,8 +147,6 @@ def reap_deployments() -> dict:
 
 @shared_task(acks_late=True, ignore_result=True)
 def trim_deployment_logs() -> int:
-    from hosting import deployments
-
     with claim(
         "hosting.trim_deployment_logs", ttl=timedelta(hours=1), min_interval=timedelta(hours=5)
     ) as mine:

@@ -8,7 +8,7 @@ import pytest
 from django.utils import timezone
 
 from hosting import deployments
-from hosting.api import deployments as views
+from hosting.api.deployments import stream
 from hosting.models import Deployment
 from tests.api_mixin import assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
@@ -116,7 +116,7 @@ def test_an_ended_deployment_is_finished_once_its_last_output_is_in(cast, runnin
     client = client_for(cast.viewer)
     assert client.get(log_url(cast, failed)).json()["finished"] is False
     Deployment.objects.filter(pk=failed.pk).update(
-        finished_at=timezone.now() - timedelta(seconds=views.LOG_SETTLE_SECONDS + 1)
+        finished_at=timezone.now() - timedelta(seconds=stream.LOG_SETTLE_SECONDS + 1)
     )
     assert client.get(log_url(cast, failed)).json()["finished"] is True
 
@@ -141,7 +141,7 @@ def test_stream_of_an_ended_deployment_sends_its_log_then_end(cast, running):
     deployments.append_log(running, "building", "built\n")
     failed = move(running, S.FAILED, error="boom")
     Deployment.objects.filter(pk=failed.pk).update(
-        finished_at=timezone.now() - timedelta(seconds=views.LOG_SETTLE_SECONDS + 1)
+        finished_at=timezone.now() - timedelta(seconds=stream.LOG_SETTLE_SECONDS + 1)
     )
     response = client_for(cast.viewer).get(
         stream_url(cast, failed), HTTP_ACCEPT="text/event-stream"
@@ -179,7 +179,7 @@ def test_stream_resumes_after_last_event_id(cast):
 
 
 def test_stream_follows_a_running_deployment_until_it_ends(cast, running, monkeypatch):
-    monkeypatch.setattr(views, "LOG_SETTLE_SECONDS", 0)
+    monkeypatch.setattr(stream, "LOG_SETTLE_SECONDS", 0)
     deployments.append_log(running, "building", "step 1\n")
     naps = []
 
@@ -194,7 +194,7 @@ def test_stream_follows_a_running_deployment_until_it_ends(cast, running, monkey
             deployments.append_log(running, "starting", "oops\n")
             move(running, S.FAILED, error="health check failed")
 
-    monkeypatch.setattr(views, "pause_between_polls", between_polls)
+    monkeypatch.setattr(stream, "pause_between_polls", between_polls)
     events = parse_events(read_stream(client_for(cast.viewer).get(stream_url(cast, running))))
     assert [(e["event"], e["data"].get("status") or e["data"].get("text")) for e in events] == [
         ("status", "building"),
@@ -205,12 +205,12 @@ def test_stream_follows_a_running_deployment_until_it_ends(cast, running, monkey
         ("log", "oops\n"),
         ("end", "failed"),
     ]
-    assert naps == [views.STREAM_POLL_SECONDS] * 3
+    assert naps == [stream.STREAM_POLL_SECONDS] * 3
 
 
 def test_stream_gives_up_after_its_time_limit(cast, running, monkeypatch):
-    monkeypatch.setattr(views, "STREAM_MAX_SECONDS", 0)
-    monkeypatch.setattr(views, "pause_between_polls", lambda s: pytest.fail("should not wait"))
+    monkeypatch.setattr(stream, "STREAM_MAX_SECONDS", 0)
+    monkeypatch.setattr(stream, "pause_between_polls", lambda s: pytest.fail("should not wait"))
     text = read_stream(client_for(cast.viewer).get(stream_url(cast, running)))
     events = parse_events(text)
     assert [e["event"] for e in events] == ["status"]
@@ -218,7 +218,7 @@ def test_stream_gives_up_after_its_time_limit(cast, running, monkeypatch):
 
 
 def test_quiet_stream_sends_keepalive_comments(cast, running, monkeypatch):
-    monkeypatch.setattr(views, "STREAM_KEEPALIVE_SECONDS", 0)
+    monkeypatch.setattr(stream, "STREAM_KEEPALIVE_SECONDS", 0)
     naps = []
 
     def nap(seconds):
@@ -226,8 +226,8 @@ def test_quiet_stream_sends_keepalive_comments(cast, running, monkeypatch):
         if len(naps) == 2:
             move(running, S.CANCELLED)
 
-    monkeypatch.setattr(views, "pause_between_polls", nap)
-    monkeypatch.setattr(views, "LOG_SETTLE_SECONDS", 0)
+    monkeypatch.setattr(stream, "pause_between_polls", nap)
+    monkeypatch.setattr(stream, "LOG_SETTLE_SECONDS", 0)
     text = read_stream(client_for(cast.viewer).get(stream_url(cast, running)))
     assert ": keepalive" in text
     assert parse_events(text)[-1]["event"] == "end"
@@ -235,7 +235,7 @@ def test_quiet_stream_sends_keepalive_comments(cast, running, monkeypatch):
 
 def test_stream_ends_when_the_deployment_is_gone(cast, running, monkeypatch):
     monkeypatch.setattr(
-        views, "pause_between_polls", lambda s: Deployment.objects.filter(pk=running.pk).delete()
+        stream, "pause_between_polls", lambda s: Deployment.objects.filter(pk=running.pk).delete()
     )
     events = parse_events(read_stream(client_for(cast.viewer).get(stream_url(cast, running))))
     assert events[-1] == {

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from audit.models import AuditLog
 from hosting import deployments, services
-from hosting.models import Container, Deployment, DeploymentStatus
+from hosting.models import FINAL_DEPLOYMENT_STATES, Container, Deployment, DeploymentStatus
 from hosting.reconcile import converge_now
 from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE
@@ -216,7 +216,7 @@ def test_deployment_queued_while_no_worker_ran_runs_after_a_worker_starts(
     send(reap_deployments)
 
     wait_until(
-        lambda: status_of(d) in deployments.FINAL_DEPLOYMENT_STATES,
+        lambda: status_of(d) in FINAL_DEPLOYMENT_STATES,
         timeout=90,
         what="the re-sent deployment to run",
     )
@@ -249,7 +249,7 @@ def test_a_worker_runs_queued_deployments_of_a_site_one_after_the_other(
     third = deployments.request_deployment(site, actor=owner, trigger="api")
 
     wait_until(
-        lambda: status_of(third) in deployments.FINAL_DEPLOYMENT_STATES,
+        lambda: status_of(third) in FINAL_DEPLOYMENT_STATES,
         timeout=120,
         what="both deployments to run",
     )

@@ -29,6 +29,7 @@ from audit.models import AuditLog
 from hosting import deployments, services
 from hosting import docker as engine
 from hosting.models import (
+    FINAL_DEPLOYMENT_STATES,
     Container,
     Deployment,
     DeploymentStatus,
@@ -796,7 +797,7 @@ class LogReader(threading.Thread):
                 self.text += new
                 self.polls.append((time.monotonic(), status, new))
                 after = page["next_after"]
-                if status in deployments.FINAL_DEPLOYMENT_STATES:
+                if status in FINAL_DEPLOYMENT_STATES:
                     return
                 time.sleep(0.2)
         finally:
