@@ -316,7 +316,7 @@ def _check_can_manage(actor: User | None, membership: Membership, new_role: str 
     actor_role = role_of(actor, membership.organization)
     if actor.pk == membership.user_id and new_role is None:
         return  # anyone may leave
-    if not role_at_least(actor_role, Role.ADMIN):
+    if actor_role is None or not role_at_least(actor_role, Role.ADMIN):
         raise PermissionDenied("Managing members needs the admin role.")
     for role in filter(None, (membership.role, new_role)):
         if ROLE_RANK[Role(role)] > ROLE_RANK[Role(actor_role)]:

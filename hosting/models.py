@@ -119,9 +119,7 @@ class Site(TimeStampedModel):
         default=8080, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
     health_check_path = models.CharField(max_length=200, default="/")
-    host = models.ForeignKey(
-        DockerHost, on_delete=models.PROTECT, null=True, blank=True, related_name="sites"
-    )
+    host = models.ForeignKey(DockerHost, on_delete=models.PROTECT, related_name="sites")
     template = models.ForeignKey(
         "SiteTemplate", on_delete=models.SET_NULL, null=True, blank=True, related_name="sites"
     )

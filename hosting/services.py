@@ -436,8 +436,6 @@ def _lock_site(site: Site) -> Site:
     )
     if site.is_deleted:
         raise ValidationError({"site": "This site has been deleted."})
-    if site.host is None:
-        raise ValidationError({"site": "This site is not placed on a host."})
     return site
 
 

@@ -94,7 +94,6 @@ def sites_to_check():
         .filter(
             desired_state=DesiredState.RUNNING,
             observed_state=ObservedState.RUNNING,
-            host__isnull=False,
         )
         .select_related("host", "organization")
         .annotate(
