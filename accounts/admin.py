@@ -1,15 +1,7 @@
-"""Staff admin for accounts. Every write goes through accounts.services, so it is audited.
-
-The admin's own save/delete hooks are replaced: a model admin here that allows a change says
-which service makes it. When a service refuses (the last-owner rule, a taken slug...), the
-refusal is shown as an error message, the admin's transaction is rolled back, and nothing is
-reported as saved.
-"""
+"""Staff admin for accounts. Every write goes through accounts.services, so it is audited
+(the routing of admin writes through services is `hostpanel.admin_kit`)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable, Iterable
-from contextlib import contextmanager
 
 from django import forms
 from django.contrib import admin, messages
@@ -38,98 +30,15 @@ from accounts.models import (
     RegistrationCode,
     User,
 )
+from hostpanel.admin_kit import (
+    ReadOnlyInline,
+    ReadOnlyServiceAdmin,
+    ServiceModelAdmin,
+)
 
 admin.site.login_form = ThrottledAdminAuthenticationForm
 admin.site.site_header = "hostpanel"
 admin.site.site_title = "hostpanel admin"
-
-
-# --- routing admin writes through services ------------------------------------------------
-
-
-class ServiceRefused(Exception):
-    """A service said no. Raised out of the admin's transaction so nothing it wrote is kept."""
-
-
-def refusal_message(exc: ValidationError | PermissionDenied) -> str:
-    if isinstance(exc, ValidationError):
-        return " ".join(exc.messages)
-    return str(exc) or "You are not allowed to do this."
-
-
-@contextmanager
-def service_call():
-    """Wrap a service call made from save_model / delete_model."""
-    try:
-        yield
-    except (ValidationError, PermissionDenied) as exc:
-        raise ServiceRefused(refusal_message(exc)) from exc
-
-
-class ServiceModelAdmin(admin.ModelAdmin):
-    """A model admin whose writes are made by services, never by the admin itself."""
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)  # bulk delete would bypass the services
-        return actions
-
-    def save_model(self, request, obj, form, change):
-        raise NotImplementedError(f"{type(self).__name__} must save through a service")
-
-    def delete_model(self, request, obj):
-        raise NotImplementedError(f"{type(self).__name__} must delete through a service")
-
-    def delete_queryset(self, request, queryset):
-        raise NotImplementedError(f"{type(self).__name__} must delete through a service")
-
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ServiceRefused as refused:
-            self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
-
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except ServiceRefused as refused:
-            self.message_user(request, str(refused), messages.ERROR)
-            change_url = reverse(
-                f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}_change",
-                args=[object_id],
-            )
-            return HttpResponseRedirect(change_url)
-
-    def apply_to_each(
-        self, request, objects: Iterable, change: Callable, done_message: str
-    ) -> None:
-        """Run a service on each selected object; report refusals one by one."""
-        done = 0
-        for obj in objects:
-            try:
-                change(obj)
-            except (ValidationError, PermissionDenied) as exc:
-                self.message_user(request, f"{obj}: {refusal_message(exc)}", messages.WARNING)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, done_message.format(count=done), messages.SUCCESS)
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- users --------------------------------------------------------------------------------
@@ -220,7 +129,7 @@ class UserAdmin(ServiceModelAdmin, BaseUserAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        with service_call():
+        with self.service_call():
             if not change:
                 user = services.create_user(
                     actor=request.user,
@@ -293,7 +202,7 @@ class UserAdmin(ServiceModelAdmin, BaseUserAdmin):
     def deactivate_users(self, request, queryset):
         if queryset.filter(pk=request.user.pk).exists():
             self.message_user(request, "You cannot deactivate yourself.", messages.WARNING)
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset.filter(is_active=True).exclude(pk=request.user.pk),
             lambda user: services.update_user(user, actor=request.user, is_active=False),
@@ -302,7 +211,7 @@ class UserAdmin(ServiceModelAdmin, BaseUserAdmin):
 
     @admin.action(description="Reactivate selected users", permissions=["change"])
     def reactivate_users(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset.filter(is_active=False),
             lambda user: services.update_user(user, actor=request.user, is_active=True),
@@ -378,7 +287,7 @@ class OrganizationAdmin(ServiceModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        with service_call():
+        with self.service_call():
             if not change:
                 org = services.create_organization(
                     actor=request.user, name=data["name"], slug=data["slug"] or ""
@@ -399,7 +308,7 @@ class OrganizationAdmin(ServiceModelAdmin):
 
     @admin.action(description="Deactivate selected organizations", permissions=["change"])
     def deactivate_organizations(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset.filter(is_active=True),
             lambda org: services.set_organization_active(org, active=False, actor=request.user),
@@ -408,7 +317,7 @@ class OrganizationAdmin(ServiceModelAdmin):
 
     @admin.action(description="Reactivate selected organizations", permissions=["change"])
     def reactivate_organizations(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset.filter(is_active=False),
             lambda org: services.set_organization_active(org, active=True, actor=request.user),
@@ -440,7 +349,7 @@ class MembershipAdmin(ServiceModelAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        with service_call():
+        with self.service_call():
             if not change:
                 membership = services.add_member(
                     data["organization"], data["user"], data["role"], actor=request.user
@@ -453,12 +362,12 @@ class MembershipAdmin(ServiceModelAdmin):
         obj.refresh_from_db()
 
     def delete_model(self, request, obj):
-        with service_call():
+        with self.service_call():
             services.remove_member(obj, actor=request.user)
 
     @admin.action(description="Remove selected members", permissions=["delete"])
     def remove_members(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset.select_related("user", "organization"),
             lambda membership: services.remove_member(membership, actor=request.user),
@@ -493,17 +402,8 @@ class InvitationStatusFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyModelAdmin(ServiceModelAdmin):
+class ReadOnlyModelAdmin(ReadOnlyServiceAdmin):
     """Rows created elsewhere (the API): staff may look and use the actions, not edit."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_revoke_permission(self, request):
         """Revoking changes the row, so it needs the model's change permission."""
@@ -539,7 +439,7 @@ class InvitationAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Revoke selected invitations", permissions=["revoke"])
     def revoke_invitations(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset,
             lambda invitation: services.revoke_invitation(invitation, actor=request.user),
@@ -592,7 +492,7 @@ class RegistrationCodeAdmin(ReadOnlyModelAdmin):
         return super().add_view(request, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
-        with service_call():
+        with self.service_call():
             registration_code, code = services.create_registration_code(actor=request.user)
         obj.pk = registration_code.pk
         obj.refresh_from_db()
@@ -660,7 +560,7 @@ class ApiTokenAdmin(ReadOnlyModelAdmin):
 
     @admin.action(description="Revoke selected tokens", permissions=["revoke"])
     def revoke_tokens(self, request, queryset):
-        self.apply_to_each(
+        self.run_each(
             request,
             queryset,
             lambda token: services.revoke_api_token(token, actor=request.user),

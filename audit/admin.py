@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from audit import actions
 from audit.models import AuditLog
+from hostpanel.admin_kit import ReadOnlyAdmin
 
 
 class ActionFilter(admin.SimpleListFilter):
@@ -27,7 +28,7 @@ class ActionFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(admin.ModelAdmin):
+class AuditLogAdmin(ReadOnlyAdmin):
     list_display = (
         "timestamp",
         "action",
@@ -59,15 +60,6 @@ class AuditLogAdmin(admin.ModelAdmin):
         "token_id",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="changes")
     def changes_pretty(self, obj):

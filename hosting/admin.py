@@ -9,18 +9,13 @@ never rendered.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import contextmanager
-
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
-from django.http import HttpResponseRedirect
 from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
-from accounts.admin import ReadOnlyInline, ServiceModelAdmin, ServiceRefused, refusal_message
 from accounts.models import Organization
 from hosting import crypto, deployments, queue, reconcile, services
 from hosting import docker as engine
@@ -38,6 +33,7 @@ from hosting.models import (
     Site,
     SiteTemplate,
 )
+from hostpanel.admin_kit import ReadOnly, ReadOnlyInline, ServiceModelAdmin, refusal_message
 
 # What a hosting service may raise that is the user's or an engine's problem, not a bug.
 ENGINE_ERRORS = (
@@ -50,63 +46,19 @@ ENGINE_ERRORS = (
 REFUSALS = (ValidationError, PermissionDenied, *ENGINE_ERRORS)
 
 
-def describe(exc: Exception) -> str:
-    """A one-line explanation of a refusal or engine failure for a message."""
-    if isinstance(exc, ValidationError | PermissionDenied):
-        return refusal_message(exc)
-    if isinstance(exc, engine.SpecRejected):
-        return f"Docker host {exc.host.name} rejected the request: {exc.reason}"
-    return str(exc) or exc.__class__.__name__
-
-
-@contextmanager
-def service_call():
-    """Wrap a service call made from save_model / delete_model (engine errors included)."""
-    try:
-        yield
-    except REFUSALS as exc:
-        raise ServiceRefused(describe(exc)) from exc
-
-
 class HostingAdmin(ServiceModelAdmin):
     """Base of the hosting admins: writes by services; engine failures are refusals too."""
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        # ModelAdmin's view, not ServiceModelAdmin's: a refusal is shown as a message.
-        try:
-            return admin.ModelAdmin.changeform_view(
-                self, request, object_id, form_url, extra_context
-            )
-        except ServiceRefused as refused:
-            self.message_user(request, str(refused), messages.ERROR)
-            return HttpResponseRedirect(request.get_full_path())
+    refusals = REFUSALS
 
-    def run_each(self, request, objects, change: Callable, done_message: str) -> int:
-        """Run a service on each object; report every failure as an error naming the object."""
-        done = 0
-        for obj in objects:
-            try:
-                change(obj)
-            except REFUSALS as exc:
-                self.message_user(request, f"{obj}: {describe(exc)}", messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, done_message.format(count=done), messages.SUCCESS)
-        return done
+    def describe(self, exc: Exception) -> str:
+        if isinstance(exc, engine.SpecRejected):
+            return f"Docker host {exc.host.name} rejected the request: {exc.reason}"
+        return refusal_message(exc)
 
 
-class ViewOnlyAdmin(HostingAdmin):
+class ViewOnlyAdmin(ReadOnly, HostingAdmin):
     """Rows made by tenants (the API) or by Docker: staff look, and use the actions."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 # --- Docker hosts -------------------------------------------------------------------------
@@ -176,7 +128,7 @@ class DockerHostAdmin(HostingAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        with service_call():
+        with self.service_call():
             if not change:
                 fields = {name: data[name] for name in services.HOST_FIELDS if name in data}
                 host = services.create_host(actor=request.user, **fields)
@@ -197,7 +149,7 @@ class DockerHostAdmin(HostingAdmin):
             try:
                 host = services.ping_host(host, actor=request.user)
             except REFUSALS as exc:
-                self.message_user(request, f"{host}: {describe(exc)}", messages.ERROR)
+                self.message_user(request, f"{host}: {self.describe(exc)}", messages.ERROR)
                 continue
             text = f"{host}: {host.get_status_display().lower()}"
             if host.status == HostStatus.ONLINE:
@@ -410,7 +362,7 @@ class ResourceLimitAdmin(HostingAdmin):
             if name in services.LIMIT_FIELDS
         }
         if changed:
-            with service_call():
+            with self.service_call():
                 services.update_limits(
                     Site.objects.get(pk=obj.site_id), actor=request.user, **changed
                 )
@@ -453,7 +405,7 @@ class OrganizationQuotaAdmin(HostingAdmin):
         fields = {name: data[name] for name in names}
         org = Organization.objects.get(pk=obj.organization_id)
         if fields or not change:
-            with service_call():
+            with self.service_call():
                 services.update_quota(org, actor=request.user, **fields)
         obj.refresh_from_db()
 
@@ -473,7 +425,7 @@ class SiteTemplateAdmin(HostingAdmin):
         return False  # sites keep a link to their template: deactivate it instead
 
     def save_model(self, request, obj, form, change):
-        with service_call():
+        with self.service_call():
             services.save_template(obj, actor=request.user)
 
 
@@ -534,12 +486,12 @@ class DomainAdmin(HostingAdmin):
         editable = ("is_primary", "ssl_enabled", "is_cloudflare")
         changed = {name: form.cleaned_data[name] for name in form.changed_data if name in editable}
         if changed:
-            with service_call():
+            with self.service_call():
                 services.update_domain(Domain.objects.get(pk=obj.pk), actor=request.user, **changed)
         obj.refresh_from_db()
 
     def delete_model(self, request, obj):
-        with service_call():
+        with self.service_call():
             services.remove_domain(obj, actor=request.user)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.utils import timezone
 
+from hostpanel.admin_kit import ReadOnlyAdmin
 from monitoring.models import (
     DailyUsage,
     HealthCheck,
@@ -18,20 +19,6 @@ from monitoring.models import (
 )
 
 MB = float(2**20)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    actions = None
-    show_full_result_count = False  # no COUNT(*) of a whole table on filtered pages
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(UsageSample)
