@@ -10,15 +10,7 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-
-class TimeStampedModel(models.Model):
-    """Creation and last-change times, for every model that has a lifecycle."""
-
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        abstract = True
+from hostpanel.tenancy import TenantQuerySet, TimeStampedModel
 
 
 class Role(models.TextChoices):
@@ -93,15 +85,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.label
 
 
-class OrganizationQuerySet(models.QuerySet["Organization"]):
-    def for_user(self, user, token: ApiToken | None = None) -> OrganizationQuerySet:
-        """The one tenant filter: organizations the user belongs to (and the token allows)."""
-        if user is None or not user.is_authenticated or not user.is_active:
-            return self.none()
-        qs = self.filter(memberships__user=user, is_active=True)
-        if token is not None and token.organization_id is not None:
-            qs = qs.filter(pk=token.organization_id)
-        return qs
+class OrganizationQuerySet(TenantQuerySet):
+    organization_path = ""  # the row is the organization
 
 
 class Organization(TimeStampedModel):
@@ -124,17 +109,7 @@ class Organization(TimeStampedModel):
         return self.name
 
 
-class OrganizationScopedQuerySet(models.QuerySet):
-    """Queryset for rows owned by an organization; `for_user` is the tenant filter."""
-
-    organization_path = "organization"
-
-    def for_user(self, user, token: ApiToken | None = None) -> OrganizationScopedQuerySet:
-        orgs = Organization.objects.for_user(user, token)
-        return self.filter(**{f"{self.organization_path}__in": orgs})
-
-
-class MembershipQuerySet(OrganizationScopedQuerySet):
+class MembershipQuerySet(TenantQuerySet):
     pass
 
 
@@ -164,7 +139,7 @@ class Membership(TimeStampedModel):
         return f"{self.user} in {self.organization} ({self.role})"
 
 
-class InvitationQuerySet(OrganizationScopedQuerySet):
+class InvitationQuerySet(TenantQuerySet):
     def pending(self) -> InvitationQuerySet:
         return self.filter(
             accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()

@@ -8,17 +8,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from hostpanel.tenancy import TenantQuerySet
+
 
 class ImmutableAuditLogError(Exception):
     """Audit rows are written once and never changed or deleted through the ORM."""
 
 
-class AuditLogQuerySet(models.QuerySet["AuditLog"]):
-    def for_user(self, user, token=None) -> AuditLogQuerySet:
-        from accounts.models import Organization
-
-        return self.filter(organization__in=Organization.objects.for_user(user, token))
-
+class AuditLogQuerySet(TenantQuerySet):
     def update(self, **kwargs):
         raise ImmutableAuditLogError("audit log rows cannot be updated")
 

@@ -11,7 +11,8 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from accounts.models import Organization, OrganizationScopedQuerySet, TimeStampedModel
+from accounts.models import Organization
+from hostpanel.tenancy import TenantQuerySet, TimeStampedModel
 
 
 class HostStatus(models.TextChoices):
@@ -97,7 +98,7 @@ class ReconcileStatus(models.TextChoices):
     FAILED = "failed", "Failed"  # the engine refused the change; reconcile_error says why
 
 
-class SiteQuerySet(OrganizationScopedQuerySet):
+class SiteQuerySet(TenantQuerySet):
     def alive(self) -> SiteQuerySet:
         return self.filter(deleted_at__isnull=True)
 
@@ -246,7 +247,7 @@ class ResourceLimit(TimeStampedModel):
         default=256, validators=[MinValueValidator(8), MaxValueValidator(100000)]
     )
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         verbose_name = "resource limit"
@@ -296,7 +297,7 @@ class Domain(TimeStampedModel):
     verification_token = models.CharField(max_length=64, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["hostname"]
@@ -342,7 +343,7 @@ class EnvironmentVariable(TimeStampedModel):
     value = models.TextField(blank=True, help_text="Plain text, or a Fernet token when secret.")
     is_secret = models.BooleanField(default=False)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["key"]
@@ -358,10 +359,8 @@ class EnvironmentVariable(TimeStampedModel):
         return self.key
 
 
-class ContainerQuerySet(models.QuerySet["Container"]):
-    def for_user(self, user, token=None) -> ContainerQuerySet:
-        orgs = Organization.objects.for_user(user, token)
-        return self.filter(site__organization__in=orgs)
+class ContainerQuerySet(TenantQuerySet):
+    organization_path = "site__organization"
 
     def serving(self) -> ContainerQuerySet:
         """Those that serve their site: not a deployment's that has not switched yet, nor
@@ -498,7 +497,7 @@ class Deployment(TimeStampedModel):
     log_size = models.PositiveBigIntegerField(default=0, help_text="Bytes written so far.")
     log_archived_at = models.DateTimeField(null=True, blank=True)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-number"]

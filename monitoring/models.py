@@ -7,7 +7,8 @@ import uuid
 from django.db import models
 from django.utils import timezone
 
-from accounts.models import Organization, OrganizationScopedQuerySet
+from accounts.models import Organization
+from hostpanel.tenancy import TenantQuerySet
 
 
 class UsageSample(models.Model):
@@ -36,7 +37,7 @@ class UsageSample(models.Model):
     )
     disk_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp"]
@@ -67,7 +68,7 @@ class DailyUsage(models.Model):
     samples = models.PositiveIntegerField(default=0)
     computed_at = models.DateTimeField(default=timezone.now)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-date"]
@@ -98,7 +99,7 @@ class HealthCheck(models.Model):
     response_time_ms = models.FloatField(null=True, blank=True)
     error = models.CharField(max_length=255, blank=True)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-timestamp"]
@@ -130,7 +131,7 @@ class SiteHealth(models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_response_time_ms = models.FloatField(null=True, blank=True)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     def __str__(self) -> str:
         return f"{self.site_id}: {self.status}"
@@ -149,7 +150,7 @@ class LimitBreach(models.Model):
     action_taken = models.CharField(max_length=10)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects = OrganizationScopedQuerySet.as_manager()
+    objects = TenantQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]
