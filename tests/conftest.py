@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 from django.core.cache import cache
+from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import Organization, Role, User
@@ -121,3 +122,17 @@ def run_sent_tasks(sent_tasks):
         return done
 
     return run
+
+
+@pytest.fixture
+def staff(db) -> User:
+    """A platform operator (staff and superuser)."""
+    return make_user("staff@example.test", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def staff_client(staff) -> Client:
+    """A browser signed in to the admin as `staff`."""
+    client = Client()
+    client.force_login(staff)
+    return client

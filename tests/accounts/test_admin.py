@@ -63,18 +63,6 @@ def form_data(client: Client, page_url: str, **changes) -> dict[str, str]:
     return {name: value for name, value in data.items() if value is not None}
 
 
-@pytest.fixture
-def staff(db) -> User:
-    return make_user("staff@example.test", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
 def url(name: str, *args) -> str:
     return reverse(f"admin:{name}", args=args)
 

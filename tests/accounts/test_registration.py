@@ -29,11 +29,6 @@ REGISTER_PAGE = "/register/"
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(db) -> User:
-    return make_user("staff@example.test", is_staff=True)
-
-
 def new_code(staff_user: User) -> str:
     resp = client_for(staff_user).post(CODE_URL)
     assert resp.status_code == 201, resp.content

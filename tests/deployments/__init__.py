@@ -31,7 +31,7 @@ SNAPSHOT = {
 
 def no_broker(settings, monkeypatch) -> list[str]:
     """Allow file:// repositories and capture the deployment ids handed to the worker queue
-    (nothing reaches a broker). Each test module makes this its autouse `enqueued` fixture."""
+    (nothing reaches a broker): the autouse `enqueued` fixture of tests/deployments/."""
     settings.DEPLOY_ALLOW_FILE_REPOSITORIES = True
     sent: list[str] = []
     route_task(monkeypatch, "run_deployment", lambda pk: sent.append(str(pk)))

@@ -15,17 +15,11 @@ from tests.deployments import (
     deployment_url,
     deployments_url,
     move,
-    no_broker,
     request,
     succeeded,
 )
 from tests.factories import add_member
 from tests.hosting.factories import make_site, site_url
-
-
-@pytest.fixture(autouse=True)
-def enqueued(settings, monkeypatch) -> list[str]:
-    return no_broker(settings, monkeypatch)
 
 
 class TestDeploymentApi(ApiEndpointMixin):

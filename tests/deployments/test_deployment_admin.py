@@ -16,30 +16,12 @@ from tests.deployments import (
     S,
     deploy_site,
     move,
-    no_broker,
     request,
     succeeded,
 )
 from tests.factories import make_org, make_user
 
 CHANGELIST = "admin:hosting_deployment_changelist"
-
-
-@pytest.fixture(autouse=True)
-def enqueued(settings, monkeypatch) -> list[str]:
-    return no_broker(settings, monkeypatch)
-
-
-@pytest.fixture
-def staff(db):
-    return make_user("staff@example.test", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
 
 
 @pytest.fixture

@@ -17,15 +17,9 @@ from tests.deployments import (
     deploy_site,
     deployment_url,
     move,
-    no_broker,
     parse_events,
     request,
 )
-
-
-@pytest.fixture(autouse=True)
-def enqueued(settings, monkeypatch) -> list[str]:
-    return no_broker(settings, monkeypatch)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 from audit.models import AuditLog
@@ -20,13 +19,6 @@ from tests.deployments import deploy_site, request
 from tests.hosting.factories import SITE_SLUG, site_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def enqueued(settings, monkeypatch):
-    from tests.deployments import no_broker
-
-    return no_broker(settings, monkeypatch)
 
 
 def container(site, name: str, **fields) -> Container:

@@ -18,15 +18,10 @@ from hosting.models import Deployment, Site, WebhookDelivery
 from hostpanel.api.throttling import WebhookThrottle
 from tests.api_mixin import assert_error
 from tests.conftest import client_for, token_client
-from tests.deployments import deploy_site, no_broker
+from tests.deployments import deploy_site
 from tests.hosting.factories import site_url
 
 PUSH = {"ref": "refs/heads/main", "after": "b" * 40, "repository": {"name": "web"}}
-
-
-@pytest.fixture(autouse=True)
-def enqueued(settings, monkeypatch) -> list[str]:
-    return no_broker(settings, monkeypatch)
 
 
 @pytest.fixture

@@ -11,16 +11,10 @@ from hosting import services
 from hosting.models import DockerHost, HostStatus
 from tests.api_mixin import assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
-from tests.factories import make_user
 from tests.hosting.factories import UNREACHABLE_ENDPOINT, ensure_host, make_template
 
 HOSTS = "/api/v1/hosts/"
 TEMPLATES = "/api/v1/site-templates/"
-
-
-@pytest.fixture
-def staff(db):
-    return make_user("staff@example.test", is_staff=True)
 
 
 def host_url(host: DockerHost, action: str = "") -> str:

@@ -88,18 +88,6 @@ def audits(action: str):
 
 
 @pytest.fixture
-def staff(db):
-    return make_user("staff@example.test", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture
-def staff_client(staff) -> Client:
-    client = Client()
-    client.force_login(staff)
-    return client
-
-
-@pytest.fixture
 def org(db):
     return make_org(make_user("owner@example.test"), "Acme", slug="acme")
 

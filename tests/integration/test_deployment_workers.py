@@ -54,14 +54,6 @@ WORKER_ENV = {
 
 
 @pytest.fixture
-def broker():
-    client = processes.redis_or_skip()
-    processes.clear_queue(client)
-    yield client
-    processes.clear_queue(client)
-
-
-@pytest.fixture
 def procs(tmp_path):
     started: list[processes.Process] = []
 

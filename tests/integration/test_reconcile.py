@@ -39,14 +39,6 @@ WRITES = 100
 
 
 @pytest.fixture
-def broker():
-    client = processes.redis_or_skip()
-    processes.clear_queue(client)
-    yield client
-    processes.clear_queue(client)
-
-
-@pytest.fixture
 def started(tmp_path):
     procs: list[processes.Process] = []
     yield procs

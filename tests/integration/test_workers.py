@@ -31,14 +31,6 @@ pytestmark = [
 
 
 @pytest.fixture
-def broker():
-    client = processes.redis_or_skip()
-    processes.clear_queue(client)
-    yield client
-    processes.clear_queue(client)
-
-
-@pytest.fixture
 def procs(tmp_path):
     """Processes started by a test; all stopped at its end, whatever happens."""
     started: list[processes.Process] = []

@@ -29,11 +29,6 @@ EXPECTED = {
 
 
 @pytest.fixture
-def staff(db):
-    return make_user("staff@example.test", is_staff=True)
-
-
-@pytest.fixture
 def platform(staff):
     """Three users (one inactive), three sites (one running, one deleted with its domain),
     two hosts (one offline), three containers."""
