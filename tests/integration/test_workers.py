@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -208,110 +207,6 @@ def test_two_beats_at_once_do_not_double_run_a_task(broker, procs):
     runs = TaskClaim.objects.get(name="hosting.sync_all_hosts").runs
     assert 1 <= runs <= elapsed / interval + 1, (runs, sent)
     assert runs < sum(sent)
-
-
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="the lock problem is SQLite's")
-def test_sqlite_under_load_gives_no_database_is_locked(broker, procs, docker_endpoints, tmp_path):
-    import threading
-    import urllib.request
-
-    from accounts import services as accounts_services
-    from monitoring import rollups
-
-    owner = make_user()
-    org = make_org(owner, slug="load")
-    make_host("engine-1", docker_endpoints[0])
-    for n in range(3):
-        converge_now(
-            services.create_site(
-                org,
-                actor=None,
-                name=f"s{n}",
-                site_type="docker",
-                image=docker_engines.TEST_IMAGE,
-                start_command="sleep 600",
-                limits={"memory_mb": 32},
-            )
-        )
-    _, token = accounts_services.create_api_token(
-        actor=owner, name="load", scopes=["read", "write"]
-    )
-    port = docker_engines.free_port()
-    web = processes.Process(
-        "web",
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "hostpanel.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-        ],
-        processes.child_env(THROTTLE_TOKEN="100000/min"),
-        tmp_path,
-    )
-    worker = procs.worker(USAGE_INTERVAL_SECONDS="1", SYNC_INTERVAL_SECONDS="2")
-    procs.beat(USAGE_INTERVAL_SECONDS="1", SYNC_INTERVAL_SECONDS="2")
-    web.wait_for_log("Booting worker", timeout=30)
-    errors: list[str] = []
-    statuses: list[int] = []
-    stop = threading.Event()
-
-    def api_traffic():
-        n = 0
-        while not stop.is_set():
-            n += 1
-            for method, path, body in (
-                ("POST", "sites/s0/env/", f'{{"key": "K{n}", "value": "v"}}'),
-                ("PATCH", "sites/s1/", f'{{"name": "s1 {n}"}}'),
-                ("GET", "sites/", None),
-            ):
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/v1/organizations/load/{path}",
-                    data=body.encode() if body else None,
-                    method=method,
-                    headers={
-                        "Authorization": f"Bearer {token}",
-                        "Content-Type": "application/json",
-                    },
-                )
-                try:
-                    with urllib.request.urlopen(request, timeout=30) as response:
-                        statuses.append(response.status)
-                except urllib.error.HTTPError as exc:
-                    statuses.append(exc.code)
-                except OSError as exc:
-                    errors.append(f"web: {exc}")
-
-    def rollup_loop():
-        while not stop.is_set():
-            try:
-                rollups.rollup_day(timezone.now().date())
-            except Exception as exc:  # any failure of a concurrent writer is the finding
-                errors.append(f"rollup: {exc}")
-            time.sleep(0.2)
-
-    threads = [threading.Thread(target=api_traffic), threading.Thread(target=rollup_loop)]
-    try:
-        for thread in threads:
-            thread.start()
-        time.sleep(60)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=60)
-        web.stop()
-
-    logs = web.log() + worker.log()
-    assert not errors, errors[:5]
-    assert statuses and all(s < 500 for s in statuses), sorted(set(statuses))
-    assert "database is locked" not in logs
-    assert UsageSample.objects.count() > 0
-    assert len(statuses) > 100
 
 
 def test_busy_container_cpu_matches_docker_stats(broker, procs, docker_endpoints):
