@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from audit import actions
-from audit.services import record
 from hosting.models import Container, DesiredState, ObservedState, Site
-from monitoring.models import HealthCheck, HealthStatus, SiteHealth
+from monitoring import services
 
 log = logging.getLogger(__name__)
 
@@ -117,83 +114,5 @@ def check_all_sites() -> int:
     # Threads only do HTTP; every database write happens below, in this thread.
     with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(sites))) as pool:
         results = list(pool.map(lambda site: check_site(site, timeout), sites))
-    record_results(list(zip(sites, results, strict=True)))
+    services.record_health(list(zip(sites, results, strict=True)))
     return len(sites)
-
-
-def record_results(checked: list[tuple[Site, Result]]) -> None:
-    """Store the checks and move each site's health on, in one transaction."""
-    threshold = int(settings.HEALTH_FAILURE_THRESHOLD)
-    with transaction.atomic():
-        HealthCheck.objects.bulk_create(
-            [
-                HealthCheck(
-                    organization_id=site.organization_id,
-                    site_id=site.pk,
-                    timestamp=result.timestamp,
-                    ok=result.ok,
-                    status_code=result.status_code,
-                    response_time_ms=result.response_time_ms,
-                    error=result.error,
-                )
-                for site, result in checked
-            ]
-        )
-        current = {
-            health.site_id: health
-            for health in SiteHealth.objects.select_for_update().filter(
-                site_id__in=[site.pk for site, _ in checked]
-            )
-        }
-        rows = []
-        for site, result in checked:
-            before = current.get(site.pk) or SiteHealth(site_id=site.pk)
-            after = SiteHealth(
-                site_id=site.pk,
-                organization_id=site.organization_id,
-                status=before.status,
-                last_checked_at=result.timestamp,
-                last_response_time_ms=result.response_time_ms,
-            )
-            if result.ok:
-                after.consecutive_failures = 0
-                after.status = HealthStatus.HEALTHY
-                if before.status == HealthStatus.UNHEALTHY:
-                    _audit(actions.SITE_RECOVERED, site, after, result)
-            else:
-                after.consecutive_failures = before.consecutive_failures + 1
-                if (
-                    after.consecutive_failures >= threshold
-                    and before.status != HealthStatus.UNHEALTHY
-                ):
-                    after.status = HealthStatus.UNHEALTHY
-                    _audit(actions.SITE_UNHEALTHY, site, after, result)
-            rows.append(after)
-        SiteHealth.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["site"],
-            update_fields=[
-                "organization",
-                "status",
-                "consecutive_failures",
-                "last_checked_at",
-                "last_response_time_ms",
-            ],
-        )
-
-
-def _audit(action: str, site: Site, health: SiteHealth, result: Result) -> None:
-    log.info("site %s: %s (%s)", site, action, result.error or result.status_code)
-    record(
-        action,
-        organization=site.organization,
-        target=site,
-        changes={
-            "status": health.status,
-            "consecutive_failures": health.consecutive_failures,
-            "status_code": result.status_code,
-            "error": result.error,
-            "url_path": site.health_check_path,
-        },
-    )

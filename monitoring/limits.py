@@ -17,31 +17,19 @@ whose site never stopped.
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, date, datetime, time
 
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery, Sum
 from django.utils import timezone
 
-from audit import actions
-from audit.services import record
-from hosting import queue, services
-from hosting.models import Container, DesiredState, OrganizationQuota, Site
+from hosting import services
+from hosting.models import Container, OrganizationQuota, Site
+from monitoring import services as monitoring_services
 from monitoring.models import DailyUsage, LimitBreach, UsageSample
-
-log = logging.getLogger(__name__)
 
 MB = 2**20
 BANDWIDTH = "bandwidth"
 DISK = "disk"
-# LimitBreach.action_taken
-NOTIFIED = "notify"
-STOPPED = "stop"
-STOP_FAILED = "stop_error"
-
-_STOP_ERRORS = (ValidationError,)  # the engine is the reconciler's: a stop only records
 
 
 def monthly_bandwidth_mb(today: date) -> dict:
@@ -107,7 +95,9 @@ def enforce_limits(now: datetime | None = None) -> int:
             org_id = site.organization_id
             if org_id not in policies:
                 policies[org_id] = _policy(site)
-            if _breach(site, limit, used, allowed, period, policies[org_id]):
+            if monitoring_services.record_breach(
+                site, limit, used, allowed, period, policies[org_id]
+            ):
                 created += 1
                 already.add((site.pk, limit))
     return created
@@ -116,49 +106,3 @@ def enforce_limits(now: datetime | None = None) -> int:
 def _policy(site: Site) -> str:
     quota: OrganizationQuota = services.quota_for(site.organization)
     return quota.over_limit_policy
-
-
-def _breach(site: Site, limit: str, used: float, allowed: float, period: date, policy: str) -> bool:
-    """Apply the policy, then record the breach and its audit entry; False if already there."""
-    action, error = NOTIFIED, ""
-    if policy == "stop":
-        action = STOPPED
-        if site.desired_state != DesiredState.STOPPED:
-            try:
-                services.stop_site(site, actor=None)
-                queue.send("reconcile_site", str(site.pk))
-            except _STOP_ERRORS as exc:
-                action, error = STOP_FAILED, str(exc)[:500]
-                log.warning("limits: could not stop %s over its %s limit: %s", site, limit, exc)
-    try:
-        with transaction.atomic():
-            LimitBreach.objects.create(
-                organization_id=site.organization_id,
-                site=site,
-                limit=limit,
-                period=period,
-                measured=round(used, 3),
-                allowed=allowed,
-                action_taken=action,
-            )
-            changes = {
-                "limit": limit,
-                "measured": round(used, 3),
-                "allowed": allowed,
-                "unit": "MB",
-                "period": period.strftime("%Y-%m"),
-                "policy": policy,
-                "action_taken": action,
-            }
-            if error:
-                changes["error"] = error
-            record(
-                actions.SITE_LIMIT_EXCEEDED,
-                actor=None,
-                organization=site.organization,
-                target=site,
-                changes=changes,
-            )
-    except IntegrityError:
-        return False  # another run recorded this breach first
-    return True
