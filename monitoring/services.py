@@ -19,7 +19,7 @@ from hosting.models import DesiredState, Site
 from monitoring.models import HealthCheck, HealthStatus, LimitBreach, SiteHealth
 
 if TYPE_CHECKING:
-    from monitoring.health import Result
+    from hostpanel.probe import Result
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from hosting.models import (
     ResourceLimit,
     Site,
 )
+from hostpanel import probe
 
 log = logging.getLogger(__name__)
 S = DeploymentStatus
@@ -149,22 +148,22 @@ def _apply_snapshot(site: Site, snapshot: dict[str, Any], actor: User | None) ->
 
 def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> None:
     """GET the health path of the new container until it answers < 400, or give up."""
-    url = f"http://{site.host.address}:{container.port}{site.health_check_path or '/'}"
+    if container.port is None:
+        raise builds.BuildFailed("The new container publishes no port to check.")
+    path = site.health_check_path or "/"
+    url = f"http://{site.host.address}:{container.port}{path}"
     deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
     last = "no answer"
     pause = 0.01  # most apps listen within a few hundred ms: poll fast, then back off
     next_state_check = 0.0
     while time.monotonic() < deadline:
         _checkpoint(deployment)
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status < 400:
-                    return
-                last = f"HTTP {response.status}"
-        except urllib.error.HTTPError as exc:
-            last = f"HTTP {exc.code}"
-        except OSError as exc:
-            last = str(exc)
+        answer = probe.http_get(site.host.address, container.port, path, timeout=2)
+        if answer.ok:
+            return
+        if answer.error == probe.REFUSED:
+            raise builds.BuildFailed(f"The health check {url} is not allowed: {answer.error}.")
+        last = answer.error
         if time.monotonic() >= next_state_check:  # a crashed app fails at once, not at the deadline
             next_state_check = time.monotonic() + 0.25
             state = engine.inspect(site.host, container.docker_id)["State"]

@@ -11,6 +11,7 @@ import pytest
 
 from audit.models import AuditLog
 from hosting.models import DockerHost, Site
+from hostpanel import probe
 from monitoring import health
 from monitoring.models import HealthCheck, HealthStatus, SiteHealth
 from tests.docker_engines import free_port
@@ -226,7 +227,7 @@ def test_non_loopback_address_is_refused_without_connecting(
 
     assert attempts == [("127.0.0.1", server.port)]
     row = HealthCheck.objects.get(site=site)
-    assert (row.ok, row.status_code, row.error) == (False, None, health.REFUSED)
+    assert (row.ok, row.status_code, row.error) == (False, None, probe.REFUSED)
     assert SiteHealth.objects.get(site=site).status == HealthStatus.UNHEALTHY
     assert HealthCheck.objects.get(site=loopback_site).ok is True
 
@@ -246,7 +247,7 @@ def test_non_loopback_address_is_refused_without_connecting(
     ],
 )
 def test_loopback_detection(address, loopback):
-    assert health.is_loopback(address) is loopback
+    assert probe.is_loopback(address) is loopback
 
 
 def test_any_address_allowed_only_when_configured(settings, monkeypatch):
@@ -257,11 +258,11 @@ def test_any_address_allowed_only_when_configured(settings, monkeypatch):
         raise ConnectionRefusedError("not really connecting")
 
     monkeypatch.setattr(http.client.HTTPConnection, "connect", refuse)
-    assert health.check_url("192.0.2.10", 80, "/", 0.1).error == health.REFUSED
+    assert probe.http_get("192.0.2.10", 80, "/", 0.1).error == probe.REFUSED
     assert tried == []
 
     settings.HEALTH_ALLOW_ANY_ADDRESS = True
-    result = health.check_url("192.0.2.10", 80, "/", 0.1)
+    result = probe.http_get("192.0.2.10", 80, "/", 0.1)
     assert tried == ["192.0.2.10"]
     assert result.ok is False
     assert "ConnectionRefusedError" in result.error
