@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-_REGISTRY: dict[str, str] = {}
+REGISTRY: dict[str, str] = {}
 
 
 class DuplicateActionError(ValueError):
@@ -11,18 +11,18 @@ class DuplicateActionError(ValueError):
 
 def register(name: str, description: str) -> str:
     """Register an action name once; a second registration of the same name is a bug."""
-    if name in _REGISTRY:
+    if name in REGISTRY:
         raise DuplicateActionError(f"audit action {name!r} is already registered")
-    _REGISTRY[name] = description
+    REGISTRY[name] = description
     return name
 
 
 def is_registered(name: str) -> bool:
-    return name in _REGISTRY
+    return name in REGISTRY
 
 
 def choices() -> list[tuple[str, str]]:
-    return sorted(_REGISTRY.items())
+    return sorted(REGISTRY.items())
 
 
 USER_LOGIN = register("user.login", "Signed in")

@@ -83,7 +83,7 @@ def reconcile_site(site_id, *, deadline: float | None = None) -> Outcome:
                     reason = f"Docker host {exc.host.name} refused: {exc.reason}"
                 _record_error(site, ReconcileStatus.FAILED, reason)
                 return Outcome(ReconcileStatus.FAILED, reason)
-            if _record_converged(site, generation, observed):
+            if record_converged(site, generation, observed):
                 return Outcome(ReconcileStatus.CONVERGED)
             if deadline is not None and time.monotonic() > deadline:
                 break
@@ -226,7 +226,7 @@ def _set_row_state(row: Container, state: str) -> None:
 # --- what was observed ----------------------------------------------------------------------
 
 
-def _record_converged(site: Site, generation: int, observed: str) -> bool:
+def record_converged(site: Site, generation: int, observed: str) -> bool:
     """Record the observed state; converged only if no change came in meanwhile."""
     now = timezone.now()
     with transaction.atomic():

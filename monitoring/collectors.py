@@ -100,7 +100,7 @@ def read_cgroups(
     return found, missing
 
 
-def _stats_api(host: DockerHost) -> docker.APIClient:
+def stats_api(host: DockerHost) -> docker.APIClient:
     """The host's client with a connection pool that fits API_CONCURRENCY threads."""
     with engine.engine_call(host):
         return engine.client(host, pool_size=API_CONCURRENCY).api
@@ -181,7 +181,7 @@ def read_api(host: DockerHost, docker_ids: list[str]) -> dict[str, Reading]:
     """
     if not docker_ids:
         return {}
-    api = _stats_api(host)
+    api = stats_api(host)
     network = host.network_mode != "host"
 
     def fetch(docker_id: str) -> tuple[str, Reading | None, Exception | None]:

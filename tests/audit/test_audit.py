@@ -148,7 +148,7 @@ def test_record_fills_in_the_target_and_a_system_actor(cast):
 
 
 def test_registering_an_action_twice_raises(monkeypatch):
-    monkeypatch.setattr(actions, "_REGISTRY", dict(actions._REGISTRY))
+    monkeypatch.setattr(actions, "REGISTRY", dict(actions.REGISTRY))
 
     with pytest.raises(actions.DuplicateActionError):
         actions.register("user.login", "Signed in again")

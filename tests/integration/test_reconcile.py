@@ -289,7 +289,7 @@ def test_a_run_that_dies_at_any_line_is_repaired_by_the_next(monkeypatch, docker
     if line == "after_create":  # the container exists, its row was never written
         monkeypatch.setattr(Container.objects, "create", die)
     else:  # the engine converged; the observation was never recorded
-        monkeypatch.setattr(reconcile, "_record_converged", die)
+        monkeypatch.setattr(reconcile, "record_converged", die)
     with pytest.raises(Crash):
         reconcile.reconcile_site(site.pk)
     monkeypatch.undo()

@@ -139,7 +139,7 @@ class FakeApi:
 def fake_api(monkeypatch):
     def install(answers: dict, delay: float = 0.0) -> FakeApi:
         api = FakeApi(answers, delay)
-        monkeypatch.setattr(collectors, "_stats_api", lambda host: api)
+        monkeypatch.setattr(collectors, "stats_api", lambda host: api)
         return api
 
     return install
