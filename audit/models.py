@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from hostpanel.batch import delete_in_batches
 from hostpanel.tenancy import TenantQuerySet
 
 
@@ -26,16 +27,7 @@ class AuditLogQuerySet(TenantQuerySet):
 
     def purge_before(self, cutoff, batch_size: int = 1000) -> int:
         """Retention: delete rows older than cutoff in short batches. The only way out."""
-        deleted = 0
-        while True:
-            ids = list(
-                AuditLog.objects.filter(timestamp__lt=cutoff)
-                .order_by("timestamp")
-                .values_list("pk", flat=True)[:batch_size]
-            )
-            if not ids:
-                return deleted
-            deleted += models.QuerySet(AuditLog).filter(pk__in=ids)._raw_delete(self.db)
+        return delete_in_batches(AuditLog, "timestamp", cutoff, batch_size)
 
 
 class AuditLog(models.Model):
