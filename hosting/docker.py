@@ -59,6 +59,11 @@ class HostError(Exception):
         self.reason = reason
 
 
+# Transient: the engine may answer on the next try (what Celery tasks retry). Anything else
+# is a bug or bad input.
+TRANSIENT_ERRORS = (HostUnavailable, HostError)
+
+
 class SpecRejected(Exception):
     """The engine refused what we asked for because of the site's own input (e.g. no image)."""
 

@@ -9,8 +9,9 @@ from celery import shared_task
 from django.conf import settings
 
 from hosting import deployments, reconcile, services, sync
+from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
-from hostpanel.retry import TRANSIENT_ERRORS, backoff
+from hostpanel.retry import backoff
 from monitoring.claims import claim
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""What every Celery task here shares: which errors are worth a retry, and how long to wait."""
+"""What every Celery task here shares: how long to wait before a retry. Which errors are
+worth one is the engine's to say (`hosting.docker.TRANSIENT_ERRORS`)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,6 @@ import random
 
 from django.conf import settings
 
-from hosting.docker import HostError, HostUnavailable
-
-# Transient: the engine may answer on the next try. Anything else is a bug or bad input.
-TRANSIENT_ERRORS = (HostUnavailable, HostError)
 MAX_BACKOFF_SECONDS = 60.0
 
 

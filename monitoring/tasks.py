@@ -9,8 +9,9 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
-from hostpanel.retry import TRANSIENT_ERRORS, backoff
+from hostpanel.retry import backoff
 from monitoring import collectors, health, limits, retention, rollups
 from monitoring.claims import claim
 
