@@ -4,6 +4,7 @@ from hosting import deployments, services
 from hosting.models import DockerHost
 from tests import docker_engines
 from tests.conftest import route_task
+from tests.integration import processes
 
 
 @pytest.fixture(autouse=True)
@@ -46,3 +47,12 @@ def docker_host(db, docker_endpoints) -> DockerHost:
 @pytest.fixture
 def second_docker_host(db, docker_endpoints) -> DockerHost:
     return _host("engine-2", docker_endpoints[1])
+
+
+@pytest.fixture
+def broker():
+    """The real Redis, its queue empty before and after the test (skips when unreachable)."""
+    client = processes.redis_or_skip()
+    processes.clear_queue(client)
+    yield client
+    processes.clear_queue(client)

@@ -239,11 +239,11 @@ def test_stop_policy_stops_the_real_container(cast, docker_host, run_sent_tasks)
 
 
 def test_stats_calls_share_the_hosts_client_with_a_pool_that_fits_their_threads(docker_host):
-    api = collectors._stats_api(docker_host)
+    api = collectors.stats_api(docker_host)
 
-    assert api is collectors._stats_api(docker_host)  # one per host, kept
+    assert api is collectors.stats_api(docker_host)  # one per host, kept
     assert api is not engine.client(docker_host).api  # the default pool stays at 10
     assert api._custom_adapter.max_pool_size == collectors.API_CONCURRENCY
     assert engine.client(docker_host).api._custom_adapter.max_pool_size == 10
     engine.forget_client(docker_host)
-    assert collectors._stats_api(docker_host) is not api  # forgotten with the host's others
+    assert collectors.stats_api(docker_host) is not api  # forgotten with the host's others
