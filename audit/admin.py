@@ -42,8 +42,6 @@ class AuditLogAdmin(ReadOnlyAdmin):
     date_hierarchy = "timestamp"
     search_fields = ("actor_label", "target_label", "request_id")
     list_select_related = ("organization",)
-    show_full_result_count = False  # no COUNT(*) of the whole trail on filtered pages
-    actions = None
     fields = (
         "timestamp",
         "action",
