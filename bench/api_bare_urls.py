@@ -1,7 +1,7 @@
 """The panel's URLs plus `/bare/<org>/sites/`, the reference view of bench/api.py."""
 
 from django.urls import path
-from rest_framework import generics, serializers
+from rest_framework import generics, renderers, serializers
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import IsAuthenticated
@@ -47,6 +47,7 @@ class BareSites(generics.ListAPIView):
     pagination_class = Page
     filter_backends: list = []
     throttle_classes: list = []
+    renderer_classes = [renderers.JSONRenderer]  # DRF's own, not the panel's orjson one
 
     def get_queryset(self):
         return (

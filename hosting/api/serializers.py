@@ -15,6 +15,7 @@ from hosting.models import (
     SiteTemplate,
 )
 from hosting.services import LIMIT_FIELDS, reveal_env_value
+from hostpanel.api.listing import FastListSerializer
 from hostpanel.api.permissions import request_token
 
 MASK = "********"
@@ -42,6 +43,7 @@ class SiteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Site
+        list_serializer_class = FastListSerializer
         fields = [
             "id",
             "name",

@@ -33,6 +33,12 @@ from hosting.models import (
 from hostpanel.api.permissions import IsStaff, request_token
 from hostpanel.api.viewsets import OrganizationScopedMixin, OrganizationScopedViewSet
 
+HOST_COLUMNS_NOT_LISTED = [
+    f"host__{field.name}"
+    for field in DockerHost._meta.concrete_fields
+    if field.name not in ("id", "name")
+]
+
 
 class SiteViewSet(
     mixins.ListModelMixin,
@@ -44,7 +50,8 @@ class SiteViewSet(
 ):
     """Sites of the organization. DELETE (owners) removes the containers and keeps the row."""
 
-    queryset = Site.objects.alive().select_related("organization", "host", "limits", "template")
+    # No join to the organization: the mixin attaches the one it resolved.
+    queryset = Site.objects.alive().select_related("host", "limits", "template")
     serializer_class = s.SiteSerializer
     filterset_class = SiteFilterSet
     ordering_fields = ["name", "slug", "created_at", "observed_state"]
@@ -73,8 +80,16 @@ class SiteViewSet(
         site = services.delete_site(instance, actor=self.request.user)
         reconcile.converge_now(site)
 
+    def get_queryset(self):
+        rows = super().get_queryset()
+        if self.action == "list":  # the list shows its host by name; nothing else of it is read
+            rows = rows.defer(*HOST_COLUMNS_NOT_LISTED)
+        return rows
+
     def _reload(self, site: Site) -> Site:
-        return self.get_queryset().get(pk=site.pk)
+        site = self.get_queryset().get(pk=site.pk)
+        self.attach_organization([site])
+        return site
 
     def _act(self, operation) -> Response:
         site = operation(self.get_object(), actor=self.request.user)

@@ -8,12 +8,12 @@ filter narrowed to that organization. Later apps reuse it unchanged.
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import F
 from django.http import Http404
 from rest_framework import exceptions, viewsets
 from rest_framework.permissions import SAFE_METHODS
 
-from accounts.models import Membership, Organization, Role, role_at_least
+from accounts.models import Organization, Role, role_at_least
 from hostpanel.api.permissions import request_token
 
 
@@ -38,13 +38,11 @@ class OrganizationScopedMixin:
 
     @staticmethod
     def resolve_organization(request, slug: str) -> Organization:
-        caller_role = Membership.objects.filter(
-            organization=OuterRef("pk"), user=request.user
-        ).values("role")[:1]
+        # F() reuses the membership join `for_user` filtered on the caller: their own role.
         org = (
             Organization.objects.for_user(request.user, request_token(request))
             .filter(slug=slug)
-            .annotate(caller_role=Subquery(caller_role))
+            .annotate(caller_role=F("memberships__role"))
             .first()
         )
         if org is None:
@@ -65,6 +63,23 @@ class OrganizationScopedMixin:
         return self.queryset.for_user(request.user, request_token(request)).filter(  # type: ignore[attr-defined]
             organization=self.organization
         )
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)  # type: ignore[misc]
+        self.attach_organization(page or [])
+        return page
+
+    def get_object(self):
+        row = super().get_object()  # type: ignore[misc]
+        self.attach_organization([row])
+        return row
+
+    def attach_organization(self, rows) -> None:
+        """Give each row the organization this request resolved: reading `row.organization`
+        then needs no join and no query."""
+        for row in rows:
+            if getattr(row, "organization_id", None) == self.organization.pk:
+                row.organization = self.organization
 
     def get_serializer_context(self):
         context = super().get_serializer_context()  # type: ignore[misc]
