@@ -6,7 +6,7 @@ import pytest
 
 from accounts.models import Membership, Organization, Role
 from audit.models import AuditLog
-from tests.api_mixin import assert_error, assert_field_errors
+from tests.api_mixin import TopLevelEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import token_client
 from tests.factories import make_org
 
@@ -269,3 +269,31 @@ def test_list_query_count_does_not_grow_with_rows(cast, as_user, django_assert_n
         assert len(listed(client.get(ORGS))) == 7
     with django_assert_num_queries(4):  # and the COUNT when there is a next page
         assert client.get(ORGS, {"page_size": 3}).json()["count"] == 7
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestOrganizationApi(TopLevelEndpointMixin):
+    audit_actions = {
+        "create": "organization.create",
+        "update": "organization.update",
+        "delete": "organization.delete",
+    }
+    visibility = "own"
+    max_list_queries = 3  # session, user, page (role is a subquery)
+
+    def list_url(self):
+        return ORGS
+
+    def detail_url(self, obj):
+        return org_url(obj)
+
+    def make_object(self, user):
+        return make_org(user)
+
+    def create_data(self):
+        return {"name": "Brand New"}
+
+    def update_data(self):
+        return {"name": "Renamed"}

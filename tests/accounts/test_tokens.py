@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.models import ApiToken, Membership, Role, User
 from audit.models import AuditLog
+from tests.api_mixin import TopLevelEndpointMixin
 from tests.conftest import client_for, token_client
 from tests.factories import add_member, make_token
 
@@ -344,3 +345,25 @@ def test_audit_row_of_a_session_call_has_no_token(cast):
     client_for(cast.owner).patch(ACME, {"name": "Acme Session"}, format="json")
 
     assert AuditLog.objects.get(action="organization.update").token_id is None
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestTokenApi(TopLevelEndpointMixin):
+    audit_actions = {"create": "token.create", "update": None, "delete": "token.revoke"}
+    visibility = "own"
+    max_list_queries = 3  # session, user, page
+
+    def list_url(self):
+        return TOKENS
+
+    def detail_url(self, obj):
+        return f"{TOKENS}{obj.pk}/"
+
+    def make_object(self, user):
+        token, _ = services.create_api_token(actor=user, name="listed", scopes=["read"])
+        return token
+
+    def create_data(self):
+        return {"name": "ci", "scopes": ["read"]}

@@ -12,14 +12,15 @@ import pytest
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
+from accounts.models import Role
 from audit.models import AuditLog
 from hosting import crypto, services, webhooks
 from hosting.models import Deployment, Site, WebhookDelivery
 from hostpanel.api.throttling import WebhookThrottle
-from tests.api_mixin import assert_error
+from tests.api_mixin import SingletonEndpointMixin, assert_error
 from tests.conftest import client_for, token_client
 from tests.deployments import deploy_site
-from tests.hosting.factories import site_url
+from tests.hosting.factories import make_site, site_url
 
 PUSH = {"ref": "refs/heads/main", "after": "b" * 40, "repository": {"name": "web"}}
 
@@ -438,3 +439,22 @@ def test_outsiders_get_404_on_webhook_settings(cast, site, who, method):
     assert_error(response, 404, "not_found")
     site.refresh_from_db()
     assert site.webhook_secret == ""
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestWebhookSettingsApi(SingletonEndpointMixin):
+    min_roles = {"read": Role.VIEWER, "write": Role.ADMIN}
+    write_method = "post"  # rotate: a new secret, shown once
+    audit_action = "webhook.rotate"
+    max_read_queries = 4  # session, user, organization (+role), site
+
+    def make_site(self, cast):
+        return make_site(cast.org, name="Hooked")
+
+    def url(self, org, site):
+        return site_url(org, site.slug, "webhook")
+
+    def snapshot(self, cast, site):
+        return Site.objects.filter(pk=site.pk).values_list("webhook_secret", flat=True).first()

@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 from audit.models import AuditLog
 from hosting import services
 from hosting.models import DockerHost, HostStatus
-from tests.api_mixin import assert_error, assert_field_errors
+from tests.api_mixin import TopLevelEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
-from tests.hosting.factories import UNREACHABLE_ENDPOINT, ensure_host, make_template
+from tests.hosting.factories import UNREACHABLE_ENDPOINT, ensure_host, make_template, unique
 
 HOSTS = "/api/v1/hosts/"
 TEMPLATES = "/api/v1/site-templates/"
@@ -239,3 +239,44 @@ def test_save_template_is_audited(db, staff):
     update = rows.get(action="template.update")
     assert update.actor == staff
     assert update.changes["after"] == {"image": "example/wordpress:7"}
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestHostApi(TopLevelEndpointMixin):
+    audit_actions = {"create": "host.create", "update": "host.update", "delete": None}
+    visibility, readers, writers = "all", "staff", "staff"
+    max_list_queries = 3  # session, user, page
+
+    def list_url(self):
+        return HOSTS
+
+    def detail_url(self, obj):
+        return host_url(obj)
+
+    def make_object(self, user):
+        return services.create_host(
+            actor=None, name=unique("engine-"), endpoint=UNREACHABLE_ENDPOINT
+        )
+
+    def create_data(self):
+        return {"name": unique("engine-"), "endpoint": "unix:///var/run/other.sock"}
+
+    def update_data(self):
+        return {"status": "maintenance"}
+
+
+class TestTemplateApi(TopLevelEndpointMixin):
+    audit_actions = {"create": None, "update": None, "delete": None}  # staff use the admin
+    visibility, readers = "all", "user"
+    max_list_queries = 3  # session, user, page
+
+    def list_url(self):
+        return TEMPLATES
+
+    def detail_url(self, obj):
+        return f"{TEMPLATES}{obj.slug}/"
+
+    def make_object(self, user):
+        return make_template()

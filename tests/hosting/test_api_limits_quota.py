@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from accounts.models import Role
 from audit.models import AuditLog
 from hosting import services
 from hosting.models import ResourceLimit, Site
-from tests.api_mixin import assert_error, assert_field_errors
+from tests.api_mixin import SingletonEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for
 from tests.hosting.factories import ensure_host, make_site, quota_url, site_url, sites_url
 
@@ -246,3 +247,33 @@ def test_a_quota_is_made_with_its_organization_and_reading_it_writes_nothing(cas
     response = client.get(quota_url(cast.org))
     assert response.status_code == 200
     assert (AuditLog.objects.count(), OrganizationQuota.objects.count()) == before
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestLimitsApi(SingletonEndpointMixin):
+    min_roles = {"read": Role.VIEWER, "write": Role.ADMIN}
+    write_method = "patch"
+    audit_action = "site.limits_update"
+    max_read_queries = 5  # session, user, organization (+role), site, limits
+
+    def make_site(self, cast):
+        return make_site(cast.org, name="Limited")
+
+    def url(self, org, site):
+        return site_url(org, site.slug, "limits")
+
+    def write_data(self, cast):
+        return {"memory_mb": 128, "requests_per_minute": 600}
+
+    def snapshot(self, cast, site):
+        return ResourceLimit.objects.filter(site=site).values().first()
+
+
+class TestQuotaApi(SingletonEndpointMixin):
+    min_roles = {"read": Role.VIEWER}
+    max_read_queries = 7  # session, user, organization (+role), quota, 3 sums of current use
+
+    def url(self, org, site):
+        return quota_url(org)

@@ -18,7 +18,7 @@ from hosting import services
 from monitoring import usage
 from monitoring.api.serializers import UsagePointSerializer, UsageSeriesSerializer
 from monitoring.models import DailyUsage, UsageSample
-from tests.api_mixin import assert_error, assert_field_errors
+from tests.api_mixin import SingletonEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
 from tests.factories import add_member
 from tests.hosting.factories import make_site, the_site
@@ -428,3 +428,26 @@ def point(t, cpu, cpu_max, memory, memory_max, bandwidth, samples) -> dict:
         "bandwidth_mb": as_float(bandwidth),
         "samples": samples,
     }
+
+
+# --- the generic endpoint tests --------------------------------------------------------------
+
+
+class TestUsageApi(SingletonEndpointMixin):
+    min_roles = {"read": Role.VIEWER}
+    max_read_queries = 5  # session, user, organization (+role), site, samples
+
+    def make_site(self, cast):
+        return make_site(cast.org, name="Measured")
+
+    def url(self, org, site):
+        return usage_url(org, site.slug)
+
+
+class TestUsageCsvApi(SingletonEndpointMixin):
+    min_roles = {"read": Role.VIEWER}
+    max_read_queries = 3  # session, user, organization (+role); rows are read as the body streams
+    read_content_type = "text/csv"
+
+    def url(self, org, site):
+        return csv_url(org)
