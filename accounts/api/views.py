@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import OuterRef, Subquery
+from django.db.models import F
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -19,7 +19,15 @@ from accounts.api.filters import (
     MembershipFilterSet,
     OrganizationFilterSet,
 )
-from accounts.models import ApiToken, Invitation, Membership, Organization, RegistrationCode, Role
+from accounts.models import (
+    ApiToken,
+    Invitation,
+    Membership,
+    Organization,
+    RegistrationCode,
+    Role,
+    role_at_least,
+)
 from hostpanel.api.permissions import IsStaff, request_token
 from hostpanel.api.throttling import RegisterThrottle
 from hostpanel.api.viewsets import OrganizationScopedViewSet
@@ -99,13 +107,23 @@ class OrganizationViewSet(
     ordering_fields = ["name", "slug", "created_at"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
+    # The one action -> role map of this viewset (services keep invariants only).
+    minimum_roles = {"partial_update": Role.ADMIN, "destroy": Role.OWNER}
+
     def get_queryset(self):
-        role = Membership.objects.filter(
-            organization=OuterRef("pk"), user=self.request.user.pk
-        ).values("role")[:1]
+        # F() reuses the membership join `for_user` filtered on the caller: their own role.
         return self.queryset.for_user(self.request.user, request_token(self.request)).annotate(
-            caller_role=Subquery(role)
+            caller_role=F("memberships__role")
         )
+
+    def get_object(self):
+        org = super().get_object()
+        minimum = self.minimum_roles.get(self.action)
+        if minimum and not role_at_least(org.caller_role, minimum):
+            raise PermissionDenied(
+                f"This needs the {minimum} role in {org.slug}; you are {org.caller_role}."
+            )
+        return org
 
     def create(self, request, *args, **kwargs):
         token = request_token(request)
