@@ -179,6 +179,17 @@ class CgroupReader:
                 return relative
         return None
 
+    def pids(self, docker_id: str) -> list[int] | None:
+        """The container's processes (host pids), or None when its cgroup is not here."""
+        relative = self.relative_dir(docker_id)
+        if relative is None:
+            return None
+        base = self.cgroup_root if self.unified else self._mounts["memory"]
+        try:
+            return [int(pid) for pid in _read(os.path.join(base, relative, "cgroup.procs")).split()]
+        except FileNotFoundError:
+            return None
+
     def read(self, docker_id: str, *, network: bool = True) -> Counters | None:
         """The container's counters, or None when its cgroup is not there (stopped, gone).
 

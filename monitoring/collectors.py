@@ -70,7 +70,7 @@ class Reading:
 # --- reading ------------------------------------------------------------------------------
 
 
-def _cgroup_reader() -> cgroups.CgroupReader:
+def cgroup_reader() -> cgroups.CgroupReader:
     return cgroups.reader(
         getattr(settings, "HOSTPANEL_CGROUP_ROOT", cgroups.DEFAULT_CGROUP_ROOT),
         getattr(settings, "HOSTPANEL_PROC_ROOT", cgroups.DEFAULT_PROC_ROOT),
@@ -86,7 +86,7 @@ def read_cgroups(
     host: DockerHost, docker_ids: Iterable[str]
 ) -> tuple[dict[str, Reading], list[str]]:
     """Readings of the containers whose cgroup is here, and the ids that have none."""
-    reader = _cgroup_reader()
+    reader = cgroup_reader()
     network = host.network_mode != "host"
     found: dict[str, Reading] = {}
     missing: list[str] = []
