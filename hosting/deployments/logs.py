@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from datetime import timedelta
@@ -18,94 +19,148 @@ from hosting.models import Deployment, DeploymentLogChunk
 log = logging.getLogger(__name__)
 
 
-class LogWriter:
-    """Buffers output and writes it as chunks; keeps at most DEPLOY_LOG_MAX_BYTES, the tail."""
+_STOP = object()
 
-    def __init__(self, deployment: Deployment):
+
+class LogWriter:
+    """A deployment's output, written as ordered chunks by one writer.
+
+    Producers (the pipeline, the build's output) only put text and stage changes on a
+    queue. Between `start()` and `stop()` one thread takes them off, cuts chunks (at every
+    stage change, and writes them every CHUNK_BYTES or every `every` seconds, so a quiet
+    build step still shows its last line) and writes them; a producer never waits for the
+    database. `stop()` has the thread write everything it holds and end; after it, writing
+    happens in the calling thread (`flush()`), which is how the switch writes its last lines
+    inside its own transaction. Offsets are taken by whichever single writer holds the text,
+    so the log is in the order it was produced. At most DEPLOY_LOG_MAX_BYTES are kept: the
+    tail.
+    """
+
+    CHUNK_BYTES = 4096
+
+    def __init__(self, deployment: Deployment, *, every: float = 0.5):
         self.deployment = deployment
+        self.every = every
         self.stage = "queued"
         self.buffer: list[str] = []
         self.buffered = 0
-        self.last_flush = time.monotonic()
-        self.lock = threading.Lock()
-        # Offsets are taken when text leaves the buffer, so chunks written by two threads
-        # (the autoflush and the pipeline) keep the order the text was produced in.
         self.next_offset = Deployment.objects.values_list("log_size", flat=True).get(
             pk=deployment.pk
         )
         self.unwritten: list[tuple[int, str, str]] = []
+        self.last_write = time.monotonic()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
 
-    def start_autoflush(self, every: float = 0.5) -> None:
-        """Write buffered output out even when no more comes (a long quiet build step)."""
-        self._stop = threading.Event()
-
-        def loop():
-            from django.db import connection
-
-            try:
-                while not self._stop.wait(every):
-                    try:
-                        self.flush()
-                    except Exception:  # kept in the buffer; the next tick tries again
-                        log.warning("deployment log flush failed", exc_info=True)
-            finally:
-                connection.close()
-
-        self._flusher = threading.Thread(target=loop, daemon=True)
-        self._flusher.start()
-
-    def stop_autoflush(self) -> None:
-        if getattr(self, "_flusher", None) is not None:
-            self._stop.set()
-            self._flusher.join(timeout=10)
-
-    def close(self) -> None:
-        """Write everything out, from this thread only: a chunk the autoflush thread was
-        still writing could otherwise land after the final status a reader stops at."""
-        self.stop_autoflush()
-        self.flush()
+    # --- producers ---------------------------------------------------------------------------
 
     def write(self, text: str) -> None:
-        with self.lock:
-            self.buffer.append(text)
-            self.buffered += len(text)
-            due = self.buffered >= 4096 or time.monotonic() - self.last_flush > 0.5
-        if due:
-            self.flush()
-
-    def set_stage(self, stage: str) -> None:
-        """Output so far belongs to the previous stage: it becomes a chunk under that name,
-        written with the next flush (no database write of its own)."""
-        with self.lock:
-            self._cut()
-            self.stage = stage
+        self._put(("text", text))
 
     def line(self, text: str) -> None:
         self.write(text.rstrip("\n") + "\n")
 
+    def set_stage(self, stage: str) -> None:
+        """Output so far belongs to the previous stage: it becomes a chunk under that name,
+        written with the next write (no database write of its own)."""
+        self._put(("stage", stage))
+
+    def _put(self, item: tuple[str, str]) -> None:
+        if self._thread is not None:
+            self._queue.put(item)
+            return
+        self._take(item)
+        if self._due():
+            self.flush()
+
+    # --- the one writer ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Hand writing to a thread of its own until `stop()`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """The thread writes everything it was given and ends; writing is the caller's again.
+        Call it outside any transaction (the thread needs the database)."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    def flush(self) -> None:
+        """Write every chunk held, in the calling thread (after `stop()`, or never started).
+        On failure the chunks are kept for the next write and the error is raised."""
+        if self._thread is not None:
+            raise RuntimeError("the log's writer thread is running: stop() it first")
+        self._cut()
+        self._write()
+
+    def close(self) -> None:
+        """Everything written before the deployment's final status; safe to call twice."""
+        self.stop()
+        self.flush()
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                wait = max(0.0, self.every - (time.monotonic() - self.last_write))
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    item = None
+                while item is not None and item is not _STOP:
+                    self._take(item)
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        item = None
+                if item is _STOP:
+                    break
+                if self._due() or time.monotonic() - self.last_write >= self.every:
+                    self._write_logged()
+            self._write_logged()
+        finally:
+            connection.close()
+
+    def _take(self, item: tuple[str, str]) -> None:
+        kind, value = item
+        if kind == "stage":
+            self._cut()
+            self.stage = value
+        else:
+            self.buffer.append(value)
+            self.buffered += len(value)
+
+    def _due(self) -> bool:
+        return self.buffered >= self.CHUNK_BYTES or (
+            bool(self.buffer or self.unwritten) and time.monotonic() - self.last_write > self.every
+        )
+
     def _cut(self) -> None:
-        """The buffer becomes a chunk at the next offset (called with the lock held)."""
+        """The buffer becomes a chunk at the next offset."""
         if self.buffer:
             text = "".join(self.buffer)
             self.unwritten.append((self.next_offset, self.stage, text))
             self.next_offset += len(text.encode())
             self.buffer, self.buffered = [], 0
 
-    def flush(self) -> None:
-        # The database write happens outside the lock: a writer waiting for SQLite's lock
-        # must never block the thread that holds it (the switch logs inside its transaction).
-        with self.lock:
-            self.last_flush = time.monotonic()
-            self._cut()
-            pending, self.unwritten = self.unwritten, []
-        if not pending:
+    def _write(self) -> None:
+        self.last_write = time.monotonic()
+        if not self.unwritten:
             return
+        append_chunks(self.deployment, self.unwritten)
+        self.unwritten = []
+
+    def _write_logged(self) -> None:
+        self._cut()
         try:
-            append_chunks(self.deployment, pending)
-        except Exception:
-            with self.lock:  # not lost: written with the next flush
-                self.unwritten = pending + self.unwritten
-            raise
+            self._write()
+        except Exception:  # kept; the next write, or flush() after stop(), tries again
+            log.warning("deployment log write failed", exc_info=True)
 
 
 def append_log(deployment: Deployment, stage: str, text: str, offset: int | None = None) -> None:

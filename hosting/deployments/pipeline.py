@@ -193,7 +193,7 @@ def execute(deployment_id, worker: str = "") -> str:
         return f"not started ({deployment.status})"
     site = deployment.site
     out = LogWriter(deployment)
-    out.start_autoflush()
+    out.start()
     heartbeat = Heartbeat(deployment.pk)
     heartbeat.start()
     workdir = Workdir(deployment.pk)
@@ -378,7 +378,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
     _advance(deployment, S.STARTING, S.HEALTHY)
     out.set_stage("switching")
     out.line("==> healthy; switching traffic and stopping the old container")
-    out.stop_autoflush()  # the switch below writes the log's last chunks itself
+    out.stop()  # the switch below writes the log's last chunks itself, in its transaction
 
     with transaction.atomic():
         site = (
@@ -408,7 +408,7 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             ]
         )
         out.line(f"==> deployment #{deployment.number} succeeded")
-        out.flush()  # the whole log is written before the final status (autoflush stopped)
+        out.flush()  # the whole log is written before the final status (writer stopped)
         transition(
             deployment,
             S.HEALTHY,

@@ -862,28 +862,28 @@ def test_last_build_line_before_a_silence_is_readable_during_the_silence(live_si
 
 
 def test_a_line_logged_inside_a_transaction_keeps_the_log_whole_and_in_order(live_site, owner):
-    """The switch logs (and flushes) inside its transaction while the autoflush thread may be
-    writing the buffer out. That must neither stall the switch (on SQLite the thread waits
-    for the write lock the switch holds), nor lose the thread's chunk, nor write it after
+    """The switch logs (and writes) inside its transaction, after the writer thread handed
+    writing back. That must neither stall the switch (on SQLite a thread waiting for the
+    write lock the switch holds would), nor lose what the thread held, nor write it after
     the switch's own lines: the log is read in offset order, and its last chunk is the tail
     that trim_old_logs keeps."""
     site, _port, _first = live_site
     d = deployments.request_deployment(site, actor=owner, trigger="api")
     out = deployments.LogWriter(d)
-    out.start_autoflush()
+    out.start()
     try:
         out.set_stage("switching")
         started = time.monotonic()
         out.line("==> written before the switch")
+        out.stop()  # as the pipeline does before its switch
         with transaction.atomic():
             locked = Site.objects.select_for_update(of=("self",)).get(pk=site.pk)
             locked.save(update_fields=["updated_at"])
-            time.sleep(1.2)  # the autoflush ticks meanwhile, with a line in its buffer
             out.line("==> written inside the switch")
             out.flush()
         elapsed = time.monotonic() - started
     finally:
-        out.stop_autoflush()
+        out.close()
 
     log = full_log(d)
     assert "written before the switch" in log
