@@ -32,7 +32,7 @@ from hosting.models import (
     ReconcileStatus,
     Site,
 )
-from monitoring.claims import claim
+from hostpanel.claims import claim
 
 log = logging.getLogger(__name__)
 

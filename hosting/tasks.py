@@ -11,8 +11,8 @@ from django.conf import settings
 from hosting import deployments, reconcile, services, sync
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
+from hostpanel.claims import claim
 from hostpanel.retry import backoff
-from monitoring.claims import claim
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ These rows are written by the workers only; staff look (and filter), nobody edit
 from __future__ import annotations
 
 from django.contrib import admin
-from django.utils import timezone
 
 from hostpanel.admin_kit import ReadOnlyAdmin
 from monitoring.models import (
@@ -14,7 +13,6 @@ from monitoring.models import (
     HealthCheck,
     LimitBreach,
     SiteHealth,
-    TaskClaim,
     UsageSample,
 )
 
@@ -87,16 +85,3 @@ class LimitBreachAdmin(ReadOnlyAdmin):
     list_filter = ("limit", "action_taken")
     date_hierarchy = "created_at"
     search_fields = ("site__slug", "organization__slug")
-
-
-@admin.register(TaskClaim)
-class TaskClaimAdmin(ReadOnlyAdmin):
-    """Leases of periodic jobs: who holds which, until when, and when each last ran."""
-
-    list_display = ("name", "held", "owner", "expires_at", "last_started_at", "last_finished_at")
-    search_fields = ("name",)
-    ordering = ("name",)
-
-    @admin.display(boolean=True, description="held now")
-    def held(self, obj):
-        return obj.expires_at > timezone.now()

@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
+from hostpanel.claims import claim
 from hostpanel.retry import backoff
 from monitoring import collectors, health, limits, retention, rollups
-from monitoring.claims import claim
 
 log = logging.getLogger(__name__)
 

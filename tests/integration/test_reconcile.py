@@ -22,7 +22,7 @@ from audit.models import AuditLog
 from hosting import docker as engine
 from hosting import reconcile, services
 from hosting.models import Container, DockerHost, ReconcileStatus, Site
-from monitoring.models import TaskClaim
+from hostpanel.models import TaskClaim
 from tests import docker_engines
 from tests.factories import make_org, make_user
 from tests.integration import processes

@@ -21,7 +21,7 @@ from hosting import docker as engine
 from hosting import services, sync, tasks
 from hosting.models import Container, DockerHost, HostStatus, ObservedState, Site
 from hosting.reconcile import converge_now
-from monitoring.models import TaskClaim
+from hostpanel.models import TaskClaim
 from tests.docker_engines import TEST_IMAGE
 
 pytestmark = pytest.mark.integration

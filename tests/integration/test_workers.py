@@ -16,7 +16,8 @@ from audit.models import AuditLog
 from hosting import services
 from hosting.models import Container, DockerHost, HostStatus, Site
 from hosting.reconcile import converge_now
-from monitoring.models import DailyUsage, TaskClaim, UsageSample
+from hostpanel.models import TaskClaim
+from monitoring.models import DailyUsage, UsageSample
 from tests import docker_engines
 from tests.factories import make_org, make_user
 from tests.integration import processes

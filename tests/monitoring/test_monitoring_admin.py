@@ -10,12 +10,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from hostpanel.models import TaskClaim
 from monitoring.models import (
     DailyUsage,
     HealthCheck,
     LimitBreach,
     SiteHealth,
-    TaskClaim,
     UsageSample,
 )
 from tests.factories import make_org, make_user
@@ -67,7 +67,7 @@ def rows(db):
 
 
 def url(model, view: str, *args) -> str:
-    return reverse(f"admin:monitoring_{model._meta.model_name}_{view}", args=args)
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.__name__)

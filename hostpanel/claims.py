@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from monitoring.models import TaskClaim
+from hostpanel.models import TaskClaim
 
 
 @contextmanager
