@@ -191,7 +191,7 @@ class LimitsInline(ReadOnlyInline):
 
 class DomainInline(ReadOnlyInline):
     model = Domain
-    fields = ("hostname", "is_primary", "ssl_enabled", "is_cloudflare", "verified_at")
+    fields = services.DOMAIN_FIELDS
     readonly_fields = fields
 
 
@@ -372,20 +372,17 @@ class ResourceLimitAdmin(HostingAdmin):
         obj.refresh_from_db()
 
 
-QUOTA_FIELDS = ("max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy")
-
-
 @admin.register(OrganizationQuota)
 class OrganizationQuotaAdmin(HostingAdmin):
-    list_display = ("organization", *QUOTA_FIELDS)
+    list_display = ("organization", *services.QUOTA_FIELDS)
     list_filter = ("over_limit_policy",)
     search_fields = ("organization__slug", "organization__name")
     list_select_related = ("organization",)
 
     def get_fields(self, request, obj=None):
         if obj is None:
-            return ("organization", *QUOTA_FIELDS)
-        return ("organization", *QUOTA_FIELDS, "created_at", "updated_at")
+            return ("organization", *services.QUOTA_FIELDS)
+        return ("organization", *services.QUOTA_FIELDS, "created_at", "updated_at")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else ("organization", "created_at", "updated_at")
@@ -401,7 +398,11 @@ class OrganizationQuotaAdmin(HostingAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        names = QUOTA_FIELDS if not change else [n for n in form.changed_data if n in QUOTA_FIELDS]
+        names = (
+            services.QUOTA_FIELDS
+            if not change
+            else [n for n in form.changed_data if n in services.QUOTA_FIELDS]
+        )
         fields = {name: data[name] for name in names}
         org = Organization.objects.get(pk=obj.organization_id)
         if fields or not change:

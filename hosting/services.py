@@ -82,6 +82,7 @@ LIMIT_FIELDS = (
     "requests_per_minute",
     "max_processes",
 )
+QUOTA_FIELDS = ("max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy")
 HOST_FIELDS = (
     "name",
     "endpoint",
@@ -238,7 +239,7 @@ def check_quota(org: Organization, *, new_site: bool, limits: ResourceLimit, sit
 
 
 def update_quota(org: Organization, *, actor: User | None, **fields) -> OrganizationQuota:
-    allowed = {"max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy"}
+    allowed = set(QUOTA_FIELDS)
     unknown = set(fields) - allowed
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))

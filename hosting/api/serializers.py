@@ -14,7 +14,7 @@ from hosting.models import (
     Site,
     SiteTemplate,
 )
-from hosting.services import LIMIT_FIELDS, reveal_env_value
+from hosting.services import LIMIT_FIELDS, QUOTA_FIELDS, reveal_env_value
 from hostpanel.api.listing import FastListSerializer
 from hostpanel.api.permissions import request_token
 
@@ -166,7 +166,7 @@ class QuotaSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = OrganizationQuota
-        fields = ["max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy", "usage"]
+        fields = [*QUOTA_FIELDS, "usage"]
         read_only_fields = fields
 
     @extend_schema_field(
