@@ -27,8 +27,8 @@ class LogWriter:
 
     Producers (the pipeline, the build's output) only put text and stage changes on a
     queue. Between `start()` and `stop()` one thread takes them off, cuts chunks (at every
-    stage change, and writes them every CHUNK_BYTES or every `every` seconds, so a quiet
-    build step still shows its last line) and writes them; a producer never waits for the
+    stage change and every CHUNK_BYTES) and writes them (every CHUNK_BYTES, or after `every`
+    seconds, so a quiet build step still shows its last line); a producer never waits for the
     database. `stop()` has the thread write everything it holds and end; after it, writing
     happens in the calling thread (`flush()`), which is how the switch writes its last lines
     inside its own transaction. Offsets are taken by whichever single writer holds the text,
@@ -48,6 +48,7 @@ class LogWriter:
             pk=deployment.pk
         )
         self.unwritten: list[tuple[int, str, str]] = []
+        self.unwritten_bytes = 0
         self.last_write = time.monotonic()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -114,6 +115,8 @@ class LogWriter:
                     item = None
                 while item is not None and item is not _STOP:
                     self._take(item)
+                    if self._due():
+                        self._write_logged()
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:
@@ -134,9 +137,11 @@ class LogWriter:
         else:
             self.buffer.append(value)
             self.buffered += len(value)
+            if self.buffered >= self.CHUNK_BYTES:
+                self._cut()  # chunks stay small: the bound trims whole chunks
 
     def _due(self) -> bool:
-        return self.buffered >= self.CHUNK_BYTES or (
+        return self.unwritten_bytes >= self.CHUNK_BYTES or (
             bool(self.buffer or self.unwritten) and time.monotonic() - self.last_write > self.every
         )
 
@@ -144,8 +149,10 @@ class LogWriter:
         """The buffer becomes a chunk at the next offset."""
         if self.buffer:
             text = "".join(self.buffer)
+            size = len(text.encode())
             self.unwritten.append((self.next_offset, self.stage, text))
-            self.next_offset += len(text.encode())
+            self.next_offset += size
+            self.unwritten_bytes += size
             self.buffer, self.buffered = [], 0
 
     def _write(self) -> None:
@@ -153,7 +160,7 @@ class LogWriter:
         if not self.unwritten:
             return
         append_chunks(self.deployment, self.unwritten)
-        self.unwritten = []
+        self.unwritten, self.unwritten_bytes = [], 0
 
     def _write_logged(self) -> None:
         self._cut()

@@ -96,3 +96,17 @@ def test_stages_cut_chunks_and_the_caller_writes_after_stop(deployment):
         ("switching", "switched\n"),
     ]
     assert_contiguous(rows)
+
+
+def test_a_flood_becomes_chunks_of_bounded_size(deployment):
+    out = deployments.LogWriter(deployment, every=5)
+    out.start()
+    for i in range(3000):
+        out.line(f"line-{i}")
+    out.close()
+
+    rows = chunks(deployment)
+    assert_contiguous(rows)
+    assert len(rows) > 3
+    limit = deployments.LogWriter.CHUNK_BYTES + len("line-2999\n")
+    assert all(len(text.encode()) <= limit for _o, _s, text in rows)
