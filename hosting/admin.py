@@ -87,6 +87,8 @@ class DockerHostAdmin(HostingAdmin):
         "supports_disk_quota",
         "last_seen_at",
         "last_error",
+        "proxy_synced_at",
+        "proxy_error",
         "site_count",
         "created_at",
         "updated_at",
@@ -96,6 +98,10 @@ class DockerHostAdmin(HostingAdmin):
         (
             "TLS (tcp:// endpoints)",
             {"fields": ("tls_ca_cert", "tls_client_cert", "tls_client_key")},
+        ),
+        (
+            "Proxy (this host's Caddy, which routes its sites)",
+            {"fields": ("proxy_admin", "proxy_listen", "proxy_http_port", "proxy_https_port")},
         ),
         (
             "Reported by the engine (use the “Check” action to refresh)",
@@ -111,7 +117,7 @@ class DockerHostAdmin(HostingAdmin):
         )
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets[:2] if obj is None else self.fieldsets
+        return self.fieldsets[:3] if obj is None else self.fieldsets
 
     @admin.display(description="memory", ordering="memory_bytes")
     def memory(self, obj):

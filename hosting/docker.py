@@ -18,11 +18,11 @@ from typing import Any
 import docker
 import requests
 from django.conf import settings
-from django.db import connection
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import _create_container_args
 
 from hosting.models import DockerHost, ResourceLimit, Site, SiteType
+from hostpanel.db import in_transaction
 
 LABEL_MANAGED = "io.hostpanel.managed"
 LABEL_SITE = "io.hostpanel.site"
@@ -84,8 +84,7 @@ def assert_outside_transaction() -> None:
     """Engine calls can hang for their whole timeout; inside a transaction that holds
     SQLite's write lock (or a PostgreSQL connection idle in transaction) for as long.
     The test suite's own wrapping transaction does not count."""
-    blocks = getattr(connection, "atomic_blocks", [])
-    if connection.in_atomic_block and any(not b._from_testcase for b in blocks):
+    if in_transaction():
         raise EngineCallInTransaction(
             "Docker engine call inside a database transaction; commit first."
         )

@@ -58,6 +58,33 @@ class DockerHost(TimeStampedModel):
         default="none",
         help_text="Network mode of site containers: none, host, bridge or a network name.",
     )
+    # The host's Caddy, which routes its sites (DESIGN.md, "Data plane").
+    proxy_admin = models.CharField(
+        max_length=255,
+        blank=True,
+        validators=[
+            RegexValidator(
+                r"^(unix:///\S+|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/?)$",
+                "Use unix:///path/admin.sock or http://127.0.0.1:port (loopback only).",
+            )
+        ],
+        help_text="Admin API of this host's Caddy; blank: the host's sites are not routed.",
+    )
+    proxy_listen = models.GenericIPAddressField(
+        null=True,
+        blank=True,
+        help_text="Address Caddy serves sites on; blank: every interface.",
+    )
+    proxy_http_port = models.PositiveIntegerField(
+        default=8080, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    proxy_https_port = models.PositiveIntegerField(
+        default=8443, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    proxy_synced_at = models.DateTimeField(
+        null=True, blank=True, help_text="When Caddy last held the config rendered from here."
+    )
+    proxy_error = models.TextField(blank=True, help_text="Why the last load failed, if it did.")
 
     class Meta:
         ordering = ["name"]

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from hosting import caddy, proxy, queue, runtime, services
 from hosting import docker as engine
-from hosting import queue, runtime, services
 from hosting.models import (
     Container,
     Deployment,
@@ -84,10 +84,24 @@ def reconcile_site(site_id, *, deadline: float | None = None) -> Outcome:
                 _record_error(site, ReconcileStatus.FAILED, reason)
                 return Outcome(ReconcileStatus.FAILED, reason)
             if record_converged(site, generation, observed):
-                return Outcome(ReconcileStatus.CONVERGED)
+                return _route(site) or Outcome(ReconcileStatus.CONVERGED)
             if deadline is not None and time.monotonic() > deadline:
                 break
         return Outcome(ReconcileStatus.PENDING, "the site changed again while it converged")
+
+
+def _route(site: Site) -> Outcome | None:
+    """The host's proxy follows the engine: the site stays pending while the proxy cannot
+    be reached, and fails with Caddy's message when it rejects the config."""
+    try:
+        loaded = proxy.sync_host(site.host)
+    except caddy.ProxyUnavailable as exc:
+        _record_error(site, ReconcileStatus.PENDING, str(exc))
+        return Outcome(ReconcileStatus.PENDING, str(exc))
+    if loaded.error:
+        _record_error(site, ReconcileStatus.FAILED, loaded.error)
+        return Outcome(ReconcileStatus.FAILED, loaded.error)
+    return None
 
 
 def converge_now(site: Site) -> Site:

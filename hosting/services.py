@@ -93,6 +93,10 @@ HOST_FIELDS = (
     "tls_ca_cert",
     "tls_client_cert",
     "tls_client_key",
+    "proxy_admin",
+    "proxy_listen",
+    "proxy_http_port",
+    "proxy_https_port",
 )
 
 

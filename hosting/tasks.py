@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import deployments, reconcile, services, sync
+from hosting import deployments, proxy, reconcile, services, sync
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.claims import claim
@@ -155,3 +155,14 @@ def trim_deployment_logs() -> int:
             return 0
         deployments.purge_webhook_deliveries()
         return deployments.trim_old_logs()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def sync_proxies() -> dict[str, str]:
+    """Every host's Caddy gets the config rendered from the database when it holds another
+    (a restart left it empty, a load was lost). Per host: what happened."""
+    interval = timedelta(seconds=settings.PROXY_RESYNC_INTERVAL)
+    with claim("hosting.sync_proxies", ttl=interval * 2, min_interval=interval * 0.8) as mine:
+        if not mine:
+            return {}
+        return proxy.sync_all()

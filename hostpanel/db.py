@@ -36,3 +36,12 @@ def real_sqlite_parameter_limit() -> Iterator[None]:
             features.max_query_params = saved
         else:
             del features.max_query_params
+
+
+def in_transaction() -> bool:
+    """Whether this thread is inside a transaction of its own (the test suite's wrapping
+    one does not count): where no engine or proxy call may be made (DESIGN.md, "Control
+    loop"), since it could hold SQLite's write lock, or a PostgreSQL connection idle in
+    transaction, for its whole timeout."""
+    blocks = getattr(connection, "atomic_blocks", [])
+    return connection.in_atomic_block and any(not b._from_testcase for b in blocks)

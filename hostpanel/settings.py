@@ -276,9 +276,14 @@ def _every(seconds: int, task: str) -> dict:
 # A change waits this long for its engine in the request; then it is a worker's (202).
 RECONCILE_WAIT_SECONDS = env.float("RECONCILE_WAIT_SECONDS", default=10.0)
 RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL_SECONDS", default=30)
+# Each host's Caddy gets the config rendered from the database again this often (it may
+# have restarted with an empty one); a change is loaded at once by the reconciler.
+PROXY_RESYNC_INTERVAL = env.int("PROXY_RESYNC_SECONDS", default=30)
+PROXY_TIMEOUT_SECONDS = env.float("PROXY_TIMEOUT_SECONDS", default=5.0)
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-pending": _every(RECONCILE_INTERVAL, "hosting.tasks.reconcile_pending"),
+    "sync-proxies": _every(PROXY_RESYNC_INTERVAL, "hosting.tasks.sync_proxies"),
     "purge-expired-codes": _every(600, "accounts.tasks.purge_expired_codes"),
     "sync-containers": _every(SYNC_INTERVAL, "hosting.tasks.sync_all_hosts"),
     "collect-usage": _every(USAGE_INTERVAL, "monitoring.tasks.collect_usage"),

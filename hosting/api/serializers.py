@@ -226,10 +226,18 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "supports_disk_quota",
             "labels",
             "network_mode",
+            "proxy_admin",
+            "proxy_listen",
+            "proxy_http_port",
+            "proxy_https_port",
+            "proxy_synced_at",
+            "proxy_error",
             "created_at",
         ]
         read_only_fields = [
             "id",
+            "proxy_synced_at",
+            "proxy_error",
             "last_seen_at",
             "last_error",
             "engine_version",

@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from hosting import builds, crypto, git, runtime, services
+from hosting import builds, caddy, crypto, git, proxy, runtime, services
 from hosting import docker as engine
 from hosting.deployments.logs import LogWriter
 from hosting.deployments.queue import kick_site_queue, schedule_retirement
@@ -421,4 +421,19 @@ def _run_pipeline(deployment: Deployment, site: Site, out: LogWriter, workdir: W
             ids = [str(pk) for pk, _name in retired]
             # robust: a broker hiccup must not fail a committed switch; the reaper sweeps.
             transaction.on_commit(lambda: schedule_retirement(ids), robust=True)
+    _route_to(site)
     return new
+
+
+def _route_to(site: Site) -> None:
+    """After the switch commits, the proxy sends visitors to the new container (the old
+    one keeps answering what it already has while it drains). Should the proxy be
+    unreachable, the periodic resync loads it, and the old container waits for that
+    (upkeep.retire_containers)."""
+    try:
+        loaded = proxy.sync_host(site.host)
+    except caddy.ProxyUnavailable as exc:
+        log.warning("site %s: switched, but its proxy was not updated: %s", site.pk, exc)
+        return
+    if loaded.error:
+        log.error("site %s: switched, but its proxy refused the config: %s", site.pk, loaded.error)

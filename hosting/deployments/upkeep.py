@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from audit import actions
 from audit.services import record
+from hosting import caddy, proxy
 from hosting import docker as engine
 from hosting.deployments.pipeline import remove_unswitched_containers, workdir_of
 from hosting.deployments.queue import kick_site_queue
@@ -34,7 +35,10 @@ def retire_containers(container_ids) -> int:
     then SIGKILL) and remove them. Idempotent; an unreachable host is left to the reaper."""
     retired = 0
     containers = Container.objects.filter(pk__in=container_ids, retired_at__isnull=False)
+    routed: dict = {}
     for container in containers.select_related("host", "site__organization"):
+        if not _routed_elsewhere(container.host, routed):
+            continue  # the proxy may still send visitors here: the reaper tries again later
         try:
             engine.stop_and_remove(
                 container.host, container.docker_id, timeout=settings.DEPLOY_STOP_TIMEOUT_SECONDS
@@ -59,6 +63,18 @@ def retire_containers(container_ids) -> int:
                 )
         retired += deleted
     return retired
+
+
+def _routed_elsewhere(host, routed: dict) -> bool:
+    """Whether the host's proxy holds the current config (so no route points at a retired
+    container); loaded once per host per call."""
+    if host.pk not in routed:
+        try:
+            routed[host.pk] = not proxy.sync_host(host).error
+        except caddy.ProxyUnavailable as exc:
+            log.warning("host %s: proxy unreachable; retirement waits: %s", host.name, exc)
+            routed[host.pk] = False
+    return routed[host.pk]
 
 
 # --- the queue, the reaper, old logs -------------------------------------------------------

@@ -266,6 +266,10 @@ def test_adding_a_host_goes_through_the_service(staff, staff_client):
             "tls_ca_cert": "",
             "tls_client_cert": "",
             "tls_client_key": "",
+            "proxy_admin": "unix:///run/caddy/admin.sock",
+            "proxy_listen": "",
+            "proxy_http_port": "8080",
+            "proxy_https_port": "8443",
         },
         follow=True,
     )
@@ -277,6 +281,7 @@ def test_adding_a_host_goes_through_the_service(staff, staff_client):
         "maintenance",
         {"zone": "a"},
     )
+    assert (host.proxy_admin, host.proxy_listen) == ("unix:///run/caddy/admin.sock", None)
     [entry] = audits("host.create")
     assert entry.actor == staff
     assert entry.target_id == str(host.pk)

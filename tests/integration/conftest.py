@@ -2,8 +2,9 @@ import pytest
 
 from hosting import deployments, services
 from hosting.models import DockerHost
-from tests import docker_engines
+from tests import caddy_proxies, docker_engines
 from tests.conftest import route_task
+from tests.factories import make_org, make_user
 from tests.integration import processes
 
 
@@ -25,6 +26,16 @@ def retired_at_once(monkeypatch, sent_tasks) -> list[list[str]]:
 
     route_task(monkeypatch, "retire_containers", retire_now)
     return batches
+
+
+@pytest.fixture
+def owner():
+    return make_user()
+
+
+@pytest.fixture
+def org(owner):
+    return make_org(owner, "Acme", slug="acme")
 
 
 @pytest.fixture
@@ -56,3 +67,15 @@ def broker():
     processes.clear_queue(client)
     yield client
     processes.clear_queue(client)
+
+
+@pytest.fixture
+def proxied_host(docker_host) -> DockerHost:
+    """docker_host with its own private Caddy on a free loopback port (bin/caddy)."""
+    admin = caddy_proxies.start("1")
+    docker_host.proxy_admin = admin
+    docker_host.proxy_listen = "127.0.0.1"
+    docker_host.proxy_http_port = docker_engines.free_port()
+    docker_host.save()
+    yield docker_host
+    caddy_proxies.stop("1")

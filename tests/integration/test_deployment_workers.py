@@ -25,7 +25,7 @@ from hosting.models import FINAL_DEPLOYMENT_STATES, Container, Deployment, Deplo
 from hosting.reconcile import converge_now
 from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE
-from tests.factories import make_org, make_user
+from tests.factories import make_org
 from tests.integration import processes
 from tests.integration.processes import send, start_worker, wait_until
 from tests.integration.test_deployments import (
@@ -82,11 +82,6 @@ def lost_messages(monkeypatch) -> list[str]:
     sent: list[str] = []
     route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
     return sent
-
-
-@pytest.fixture
-def owner():
-    return make_user()
 
 
 @pytest.fixture

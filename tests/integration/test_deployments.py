@@ -40,7 +40,6 @@ from hosting.models import (
 from hosting.reconcile import converge_now
 from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE, free_port
-from tests.factories import make_org, make_user
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -217,16 +216,6 @@ def enqueued(monkeypatch) -> list[uuid.UUID]:
     sent: list[str] = []
     route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
     return sent
-
-
-@pytest.fixture
-def owner():
-    return make_user()
-
-
-@pytest.fixture
-def org(owner):
-    return make_org(owner, "Acme", slug="acme")
 
 
 @pytest.fixture

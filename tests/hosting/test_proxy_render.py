@@ -1,0 +1,118 @@
+"""The Caddy config rendered from the database (no Caddy here: tests/integration/test_proxy.py
+loads it into a real one)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from hosting import proxy
+from hosting.models import Container, DockerHost, Domain, Site
+from tests.hosting.factories import ensure_host, make_domain, make_site
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def host():
+    host = ensure_host()
+    DockerHost.objects.filter(pk=host.pk).update(
+        proxy_admin="unix:///run/caddy/admin.sock", proxy_listen="127.0.0.1", proxy_http_port=18080
+    )
+    host.refresh_from_db()
+    return host
+
+
+def routes(host):
+    return proxy.render(host)["apps"]["http"]["servers"][proxy.SERVER]["routes"]
+
+
+def route_of(host, site):
+    return next(r for r in routes(host) if r.get("@id") == f"site-{site.pk}")
+
+
+def serving(site, port=31000):
+    Site.objects.filter(pk=site.pk).update(desired_state="running", observed_state="running")
+    Container.objects.create(
+        host=site.host, site=site, docker_id=f"c{port}", name=f"c{port}", image="x",
+        state="running", port=port, created=timezone.now(),
+    )  # fmt: skip
+    return Site.objects.get(pk=site.pk)
+
+
+def test_the_admin_block_and_the_listener_come_from_the_host(host):
+    config = proxy.render(host)
+    assert config["admin"] == {
+        "listen": "unix//run/caddy/admin.sock",
+        "origins": ["localhost"],
+        "config": {"persist": False},
+    }
+    server = config["apps"]["http"]["servers"][proxy.SERVER]
+    assert server["listen"] == ["127.0.0.1:18080"]
+    assert routes(host)[-1]["@id"] == "unknown-host"
+    assert routes(host)[-1]["handle"][0]["status_code"] == 404
+
+    host.proxy_admin, host.proxy_listen = "http://127.0.0.1:2019", None
+    config = proxy.render(host)
+    assert config["admin"]["listen"] == "127.0.0.1:2019"
+    assert config["apps"]["http"]["servers"][proxy.SERVER]["listen"] == [":18080"]
+
+
+def test_a_running_site_is_proxied_by_its_names_verified_domains_only(cast, host):
+    site = serving(make_site(cast.org, name="Shop"))
+    primary = make_domain(site, "www.shop.example")
+    make_domain(site, "alt.shop.example")
+    make_domain(site, "unproven.shop.example")
+    Domain.objects.filter(hostname__in=["www.shop.example", "alt.shop.example"]).update(
+        verified_at=timezone.now()
+    )
+    Domain.objects.filter(pk=primary.pk).update(is_primary=True)
+
+    route = route_of(host, site)
+    assert route["match"] == [
+        {"host": ["shop-acme.sites.localhost", "www.shop.example", "alt.shop.example"]}
+    ]
+    (handler,) = route["handle"]
+    assert handler["handler"] == "reverse_proxy"
+    assert handler["upstreams"] == [{"dial": "127.0.0.1:31000"}]
+
+
+def test_stopped_and_starting_sites_get_503_pages_and_deleted_ones_nothing(cast, host):
+    stopped = make_site(cast.org, name="Stopped")
+    starting = make_site(cast.org, name="Starting")
+    Site.objects.filter(pk=starting.pk).update(desired_state="running", observed_state="created")
+    gone = make_site(cast.org, name="Gone")
+    Site.objects.filter(pk=gone.pk).update(deleted_at=timezone.now())
+
+    page = route_of(host, stopped)["handle"][0]
+    assert (page["handler"], page["status_code"]) == ("static_response", 503)
+    assert "This site is stopped" in page["body"]
+    page = route_of(host, starting)["handle"][0]
+    assert page["status_code"] == 503 and page["headers"]["Retry-After"] == ["5"]
+    assert f"site-{gone.pk}" not in [r.get("@id") for r in routes(host)]
+
+
+def test_a_name_that_is_not_a_hostname_never_reaches_the_config(cast, host, settings):
+    settings.HOSTPANEL_BASE_DOMAIN = 'evil.test" }\n{'
+    site = serving(make_site(cast.org, name="Shop"))
+    assert f"site-{site.pk}" not in [r.get("@id") for r in routes(host)]
+    assert proxy.valid_hostname("shop-acme.sites.localhost")
+    for bad in ("", "a b.example", "x.example}", "*.example.com", "-a.example", "a" * 64 + ".com"):
+        assert not proxy.valid_hostname(bad), bad
+
+
+def test_a_host_without_a_proxy_is_left_alone(cast):
+    host = ensure_host()
+    assert proxy.sync_host(host) == proxy.Loaded(changed=False)
+    assert proxy.sync_all() == {}
+
+
+def test_ensure_local_host_says_when_no_engine_answers(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    out = io.StringIO()
+    call_command("ensure_local_host", "--proxy-admin", "unix:///tmp/x/admin.sock", stdout=out)
+    assert "does not answer" in out.getvalue()
+    assert not DockerHost.objects.exists()

@@ -1,0 +1,273 @@
+"""Sites through a real Caddy (bin/caddy) in front of a real engine: routes rendered from
+the database, pages for stopped and unknown sites, rejected configs, restarts, two writers,
+and deployments that drop no request under load (loopback only, bounded loops)."""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections import Counter
+
+import pytest
+from django.utils import timezone
+
+from hosting import caddy, deployments, proxy, services, tasks
+from hosting.models import Deployment, DockerHost, Domain
+from hosting.reconcile import converge_now
+from tests import caddy_proxies
+from tests.docker_engines import free_port
+from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
+    Repo,
+    deploy,
+    deploy_settings,
+    full_log,
+    served_dockerfile,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+
+def get(host: DockerHost, name: str, path: str = "/", timeout: float = 5.0):
+    """(status, body, headers) of GET through the host's proxy with Host: name."""
+    conn = http.client.HTTPConnection("127.0.0.1", host.proxy_http_port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": name})
+        response = conn.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        conn.close()
+
+
+def wait_status(host, name, status: int, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    seen = None
+    while time.monotonic() < deadline:
+        try:
+            seen = get(host, name)
+        except OSError as exc:
+            seen = (None, str(exc).encode(), {})
+        if seen[0] == status:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{name}: wanted {status}, last {seen and seen[:2]}")
+
+
+def running_static_site(org, owner, **fields):
+    fields.setdefault("name", "Blog")
+    site = services.create_site(
+        org,
+        actor=owner,
+        site_type="static",
+        internal_port=free_port(),
+        limits={"memory_mb": 64, "cpu_percent": 50},
+        **fields,
+    )
+    return converge_now(site)
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+def test_a_running_site_answers_at_its_name_and_an_unknown_name_gets_404(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    assert site.reconcile_status == "converged", site.reconcile_error
+    assert site.subdomain == "blog-acme.sites.localhost"
+
+    status, body, _ = wait_status(proxied_host, site.subdomain, 200)
+    assert b"hostpanel test site" in body  # the placeholder page of the static image
+
+    status, body, headers = get(proxied_host, "nobody-acme.sites.localhost")
+    assert status == 404 and b"No site here" in body
+    assert headers["Content-Type"].startswith("text/html")
+    proxied_host.refresh_from_db()
+    assert proxied_host.proxy_synced_at is not None and proxied_host.proxy_error == ""
+
+
+def test_a_stopped_site_gets_a_503_page_and_comes_back(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    wait_status(proxied_host, site.subdomain, 200)
+
+    converge_now(services.stop_site(site, actor=owner))
+    status, body, _ = get(proxied_host, site.subdomain)
+    assert status == 503 and b"This site is stopped" in body
+
+    converge_now(services.start_site(site, actor=owner))
+    wait_status(proxied_host, site.subdomain, 200)
+
+
+def test_only_verified_domains_are_routed_and_a_deleted_site_has_no_route(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    domain = services.add_domain(site, actor=owner, hostname="www.example.com")
+    converge_now(site)
+    assert get(proxied_host, "www.example.com")[0] == 404  # not proven: never routed
+
+    Domain.objects.filter(pk=domain.pk).update(verified_at=timezone.now())
+    proxy.sync_host(proxied_host)
+    assert b"hostpanel test site" in wait_status(proxied_host, "www.example.com", 200)[1]
+
+    converge_now(services.delete_site(site, actor=owner))
+    assert get(proxied_host, "www.example.com")[0] == 404
+    assert get(proxied_host, site.subdomain)[0] == 404
+
+
+def test_a_rejected_config_changes_nothing_that_serves_and_says_why(
+    proxied_host, org, owner, monkeypatch
+):
+    site = running_static_site(org, owner)
+    wait_status(proxied_host, site.subdomain, 200)
+    good = proxy.render(proxied_host)
+    real_render = proxy.render
+
+    def broken(host):
+        config = real_render(host)
+        config["apps"]["http"]["servers"]["hostpanel"]["routes"][0]["handle"] = [
+            {"handler": "no_such_module"}
+        ]
+        return config
+
+    monkeypatch.setattr(proxy, "render", broken)
+    outcome = converge_now(services.update_site(site, actor=owner, name="Renamed"))
+
+    assert outcome.reconcile_status == "failed"
+    assert "Caddy rejected the config" in outcome.reconcile_error
+    assert "no_such_module" in outcome.reconcile_error
+    proxied_host.refresh_from_db()
+    assert "no_such_module" in proxied_host.proxy_error
+    assert get(proxied_host, site.subdomain)[0] == 200  # the previous config still serves
+    assert caddy.read_config(proxied_host.proxy_admin)[0] == good
+
+
+def test_two_writers_cannot_interleave(proxied_host, org, owner):
+    running_static_site(org, owner)
+    config, tag = caddy.read_config(proxied_host.proxy_admin)
+    other = {**config, "apps": {}}
+    caddy.replace_config(proxied_host.proxy_admin, other, tag)  # the other writer wins
+    with pytest.raises(caddy.ConfigConflict):
+        caddy.replace_config(proxied_host.proxy_admin, config, tag)  # our read is stale
+    assert proxy.sync_host(proxied_host).changed  # rendered and loaded again, from the database
+
+
+def test_a_restarted_caddy_gets_its_routes_back_from_the_periodic_resync(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    wait_status(proxied_host, site.subdomain, 200)
+
+    caddy_proxies.stop("1")
+    with pytest.raises(caddy.ProxyUnavailable):
+        proxy.sync_host(proxied_host)
+    assert caddy_proxies.start("1") == proxied_host.proxy_admin  # back, with an empty config
+    with pytest.raises(OSError):
+        get(proxied_host, site.subdomain, timeout=1)
+
+    assert tasks.sync_proxies() == {proxied_host.name: "loaded"}
+    wait_status(proxied_host, site.subdomain, 200)
+    assert tasks.sync_proxies() == {}  # claimed: not again before the interval
+
+
+def test_an_unreachable_proxy_leaves_the_site_pending(proxied_host, org, owner):
+    caddy_proxies.stop("1")
+    site = running_static_site(org, owner)
+    assert site.reconcile_status == "pending"
+    assert "unreachable" in site.reconcile_error
+
+
+# --- deployments under load -----------------------------------------------------------------
+
+
+class Load(threading.Thread):
+    """GET through the proxy at `rate` per second until stopped (bounded by `limit`)."""
+
+    def __init__(self, host: DockerHost, name: str, rate: float = 20, limit: float = 180):
+        super().__init__(daemon=True)
+        self.host, self.name, self.pause, self.limit = host, name, 1 / rate, limit
+        self.results: list[tuple[float, int | None, bytes]] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        ends = time.monotonic() + self.limit
+        while not self.stopped.is_set() and time.monotonic() < ends:
+            at = time.monotonic()
+            try:
+                status, body, _ = get(self.host, self.name, timeout=10)
+            except OSError as exc:
+                status, body = None, repr(exc).encode()
+            self.results.append((at, status, body))
+            self.stopped.wait(max(0.0, self.pause - (time.monotonic() - at)))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(30)
+
+
+def test_five_deploys_under_load_drop_no_request(proxied_host, org, owner, tmp_path):
+    """Two new versions, a rollback, a failing build and a rollback again, at 20 requests a
+    second through Caddy: no non-2xx answer, no connection error, and after each switch
+    only the new version answers."""
+    repo = Repo(tmp_path / "repo")
+
+    def files(version: int) -> dict[str, str]:
+        return {"Dockerfile": served_dockerfile(), "www/index.html": f"version {version}\n"}
+
+    repo.commit("v1", files(1))
+    site = services.create_site(
+        org,
+        actor=owner,
+        name="Shop",
+        site_type="docker",
+        repository_url=repo.url,
+        internal_port=free_port(),
+        limits={"memory_mb": 64, "cpu_percent": 50},
+    )
+    site = converge_now(site)
+    result, first = deploy(site, owner)
+    assert result == "succeeded", full_log(first)
+    wait_status(proxied_host, site.subdomain, 200)
+
+    load = Load(proxied_host, site.subdomain)
+    load.start()
+    switches: list[tuple[float, bytes]] = []  # (when the switch returned, what answers now)
+    try:
+        time.sleep(1)
+        repo.commit("v2", files(2))
+        result, second = deploy(site, owner)
+        assert result == "succeeded", full_log(second)
+        switches.append((time.monotonic(), b"version 2"))
+        time.sleep(1)
+
+        repo.commit("v3", files(3))
+        result, third = deploy(site, owner)
+        assert result == "succeeded", full_log(third)
+        switches.append((time.monotonic(), b"version 3"))
+        time.sleep(1)
+
+        back = deployments.request_rollback(second, actor=owner)
+        assert deployments.execute(back.pk, worker="test") == "succeeded"
+        switches.append((time.monotonic(), b"version 2"))
+        time.sleep(1)
+
+        repo.commit("broken", {"Dockerfile": served_dockerfile("RUN exit 3")})
+        result, broken = deploy(site, owner)
+        assert result == "failed", full_log(broken)
+        time.sleep(1)
+
+        again = deployments.request_rollback(third, actor=owner)
+        assert deployments.execute(again.pk, worker="test") == "succeeded"
+        switches.append((time.monotonic(), b"version 3"))
+        time.sleep(2)
+    finally:
+        load.stop()
+
+    statuses = Counter(status for _, status, _ in load.results)
+    failures = [
+        (round(at, 2), status, body[:120]) for at, status, body in load.results if status != 200
+    ]
+    print(
+        f"\nthrough Caddy: {len(load.results)} requests during 5 deploys, statuses {dict(statuses)}"
+    )
+    assert len(load.results) > 100
+    assert failures == []
+    for when, version in switches:
+        after = [body for at, _status, body in load.results if at > when + 0.05]
+        window = after[:10]
+        assert window and all(version in body for body in window), (version, window[:3])
+    assert Deployment.objects.filter(site=site, status="succeeded").count() == 5
