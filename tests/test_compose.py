@@ -5,6 +5,7 @@ No database: the file is parsed with PyYAML, interpolated the way Compose does i
 are parsed with the same django-environ calls settings.py makes.
 """
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -244,6 +245,20 @@ def test_only_web_publishes_a_port_and_only_on_loopback(services):
     for name, service in services.items():
         if name != "web":
             assert not service.get("ports"), f"{name} publishes ports"
+    # Caddy listens on the host's network: its ports are the Docker host's proxy settings.
+
+
+def test_caddy_faces_visitors_and_shares_its_admin_socket_with_web_and_worker(services):
+    caddy = services["caddy"]
+    assert caddy["network_mode"] == "host"  # site containers listen on the host's address
+    config_mount = next(v for v in caddy["volumes"] if v.endswith("/etc/hostpanel/caddy.json:ro"))
+    config = json.loads((ROOT / config_mount.split(":")[0]).read_text())
+    admin = config["admin"]["listen"]
+    assert admin.startswith("unix/") and config["admin"]["origins"] == ["localhost"]
+    socket_dir = str(Path(admin.removeprefix("unix/")).parent)
+    (volume,) = [v for v in caddy["volumes"] if v.endswith(f":{socket_dir}")]
+    for name in ("web", "worker"):
+        assert volume in services[name]["volumes"], f"{name} cannot reach Caddy's admin API"
 
 
 def test_worker_reaches_the_docker_socket(services):
