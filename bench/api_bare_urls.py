@@ -30,6 +30,7 @@ class BareSite(serializers.ModelSerializer):
     template = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     limits = BareLimits(read_only=True)
     subdomain = serializers.CharField(read_only=True)
+    url = serializers.CharField(read_only=True, allow_null=True)
 
     class Meta:
         model = Site

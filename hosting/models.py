@@ -208,6 +208,15 @@ class Site(TimeStampedModel):
         return f"{self.slug}-{self.organization.slug}.{settings.HOSTPANEL_BASE_DOMAIN}"
 
     @property
+    def url(self) -> str | None:
+        """Where visitors reach the site: its name on its host's proxy (None: no proxy)."""
+        host = self.host
+        if not host.proxy_admin:
+            return None
+        port = "" if host.proxy_http_port == 80 else f":{host.proxy_http_port}"
+        return f"http://{self.subdomain}{port}/"
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 

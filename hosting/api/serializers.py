@@ -40,6 +40,11 @@ class SiteSerializer(serializers.ModelSerializer):
     slug = serializers.SlugField(max_length=40, required=False)
     limits = ResourceLimitSerializer(required=False, help_text="Limits to create the site with.")
     subdomain = serializers.CharField(read_only=True)
+    url = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="Where visitors reach the site through its host's proxy (null: none).",
+    )
 
     class Meta:
         model = Site
@@ -58,6 +63,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "internal_port",
             "health_check_path",
             "subdomain",
+            "url",
             "host",
             "desired_state",
             "observed_state",

@@ -36,7 +36,7 @@ from hostpanel.api.viewsets import OrganizationScopedMixin, OrganizationScopedVi
 HOST_COLUMNS_NOT_LISTED = [
     f"host__{field.name}"
     for field in DockerHost._meta.concrete_fields
-    if field.name not in ("id", "name")
+    if field.name not in ("id", "name", "proxy_admin", "proxy_http_port")  # Site.url reads them
 ]
 
 

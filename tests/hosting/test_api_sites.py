@@ -7,7 +7,7 @@ import pytest
 
 from accounts.models import Role
 from audit.models import AuditLog
-from hosting.models import HostStatus, Site
+from hosting.models import DockerHost, HostStatus, Site
 from tests.api_mixin import ApiEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for
 from tests.hosting.factories import (
@@ -440,3 +440,19 @@ def test_a_docker_site_needs_an_image_or_a_repository(cast):
         sites_url(cast.org), {"name": "App", "site_type": "docker"}, format="json"
     )
     assert "repository" in assert_field_errors(response, "image")["image"][0]
+
+
+def test_the_site_url_is_its_name_on_its_hosts_proxy(cast):
+    site = make_site(cast.org, name="Shop")
+    client = client_for(cast.viewer)
+    assert client.get(site_url(cast.org, "shop")).json()["url"] is None  # no proxy: no URL
+
+    DockerHost.objects.filter(pk=site.host_id).update(
+        proxy_admin="unix:///run/caddy/admin.sock", proxy_http_port=8080
+    )
+    assert client.get(site_url(cast.org, "shop")).json()["url"] == (
+        "http://shop-acme.sites.localhost:8080/"
+    )
+    DockerHost.objects.filter(pk=site.host_id).update(proxy_http_port=80)
+    [listed] = client.get(sites_url(cast.org)).json()["results"]
+    assert listed["url"] == "http://shop-acme.sites.localhost/"

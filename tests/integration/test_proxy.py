@@ -73,6 +73,7 @@ def test_a_running_site_answers_at_its_name_and_an_unknown_name_gets_404(proxied
     site = running_static_site(org, owner)
     assert site.reconcile_status == "converged", site.reconcile_error
     assert site.subdomain == "blog-acme.sites.localhost"
+    assert site.url == f"http://blog-acme.sites.localhost:{proxied_host.proxy_http_port}/"
 
     status, body, _ = wait_status(proxied_host, site.subdomain, 200)
     assert b"hostpanel test site" in body  # the placeholder page of the static image
