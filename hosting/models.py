@@ -317,6 +317,12 @@ _HOSTNAME_RE = (
 )
 
 
+class TlsMode(models.TextChoices):
+    ACME = "acme", "ACME (Let's Encrypt or ACME_DIRECTORY_URL)"
+    INTERNAL = "internal", "The proxy's internal CA"
+    ON_DEMAND = "on_demand", "ACME on the first visit"
+
+
 class Domain(TimeStampedModel):
     """A hostname routed to a site; ownership proven by a DNS TXT record."""
 
@@ -329,6 +335,13 @@ class Domain(TimeStampedModel):
     )
     is_primary = models.BooleanField(default=False)
     ssl_enabled = models.BooleanField(default=True)
+    tls_mode = models.CharField(
+        max_length=10,
+        choices=TlsMode.choices,
+        default=TlsMode.ACME,
+        help_text="How the certificate comes when ssl_enabled: ACME at load, the proxy's "
+        "internal CA, or ACME on the first visit (on demand).",
+    )
     is_cloudflare = models.BooleanField(default=False)
     verification_token = models.CharField(max_length=64, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Prefetch
 from django.utils import timezone
 
@@ -29,11 +30,14 @@ from hosting.models import (
     Domain,
     ObservedState,
     Site,
+    TlsMode,
 )
 
 log = logging.getLogger(__name__)
 
 SERVER = "hostpanel"
+SERVER_TLS = "hostpanel-tls"
+ASK_PATH = "/api/v1/proxy/ask/"
 # A hostname as Caddy's host matcher gets it: labels of letters, digits and hyphens.
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 # A dial that fails (the switch's instant) is retried this long before the visitor sees 503.
@@ -76,21 +80,35 @@ def _admin_listen(admin: str) -> str:
     return admin.removeprefix("http://").rstrip("/")
 
 
-def names_of(site: Site) -> list[str]:
-    """The hostnames a site answers at: its own, then its verified domains, primary first."""
-    names = [site.subdomain.lower()]
+@dataclass(frozen=True)
+class Names:
+    """A site's hostnames: answered over HTTP, and over HTTPS by TLS mode (their HTTP
+    requests redirect)."""
+
+    plain: list[str]
+    tls: dict[str, str]
+
+
+def names_of(site: Site) -> Names:
+    """Its own name (HTTP), then its verified domains, primary first."""
     domains = sorted(
         (d for d in site.domains.all() if d.verified_at is not None),
         key=lambda d: (not d.is_primary, d.hostname),
     )
-    names += [d.hostname.lower() for d in domains]
-    valid = []
-    for name in dict.fromkeys(names):
-        if valid_hostname(name):
-            valid.append(name)
-        else:  # never reaches the config: no directive or matcher injection
+    plain, tls = [site.subdomain.lower()], {}
+    for domain in domains:
+        name = domain.hostname.lower()
+        if domain.ssl_enabled:
+            tls.setdefault(name, domain.tls_mode)
+        elif name not in plain:
+            plain.append(name)
+    for name in [*plain, *tls]:
+        if not valid_hostname(name):  # never reaches the config: no directive injection
             log.warning("site %s: hostname %r is not routable; left out", site.pk, name)
-    return valid
+    return Names(
+        plain=[n for n in plain if valid_hostname(n)],
+        tls={n: mode for n, mode in tls.items() if valid_hostname(n)},
+    )
 
 
 def _serving(site: Site) -> Container | None:
@@ -98,38 +116,70 @@ def _serving(site: Site) -> Container | None:
     return max(rows, key=lambda c: c.created or timezone.now(), default=None)
 
 
-def site_route(site: Site, host: DockerHost) -> dict[str, Any] | None:
-    names = names_of(site)
-    if not names:
-        return None
+def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
     container = _serving(site)
-    running = (
+    if (
         site.desired_state == DesiredState.RUNNING
         and site.observed_state == ObservedState.RUNNING
         and container is not None
-    )
-    if running:
-        assert container is not None
-        handler: dict[str, Any] = {
+    ):
+        return {
             "handler": "reverse_proxy",
             "upstreams": [{"dial": f"{host.address}:{container.port}"}],
             "load_balancing": {"try_duration": UPSTREAM_TRY_DURATION, "try_interval": "50ms"},
         }
-    elif site.desired_state == DesiredState.STOPPED:
-        handler = _static(503, "This site is stopped", "Its owner has stopped it.")
-    else:
-        handler = _static(
-            503,
-            "This site is starting",
-            "It is not running yet; try again in a moment.",
-            **{"Retry-After": "5"},
-        )
+    if site.desired_state == DesiredState.STOPPED:
+        return _static(503, "This site is stopped", "Its owner has stopped it.")
+    return _static(
+        503,
+        "This site is starting",
+        "It is not running yet; try again in a moment.",
+        **{"Retry-After": "5"},
+    )
+
+
+def _redirect_to_https(host: DockerHost) -> dict[str, Any]:
+    port = "" if host.proxy_https_port == 443 else f":{host.proxy_https_port}"
     return {
-        "@id": f"site-{site.pk}",
-        "match": [{"host": names}],
-        "handle": [handler],
-        "terminal": True,
+        "handler": "static_response",
+        "status_code": 308,
+        "headers": {"Location": [f"https://{{http.request.host}}{port}{{http.request.uri}}"]},
     }
+
+
+def site_routes(site: Site, host: DockerHost) -> tuple[list[dict], list[dict], dict[str, str]]:
+    """(HTTP routes, HTTPS routes, TLS names by mode) of one site."""
+    names = names_of(site)
+    handler = _handler(site, host)
+    http, https = [], []
+    if names.plain:
+        http.append(
+            {
+                "@id": f"site-{site.pk}",
+                "match": [{"host": names.plain}],
+                "handle": [handler],
+                "terminal": True,
+            }
+        )
+    if names.tls:
+        tls_names = list(names.tls)
+        http.append(
+            {
+                "@id": f"site-{site.pk}-to-https",
+                "match": [{"host": tls_names}],
+                "handle": [_redirect_to_https(host)],
+                "terminal": True,
+            }
+        )
+        https.append(
+            {
+                "@id": f"site-{site.pk}-tls",
+                "match": [{"host": tls_names}],
+                "handle": [handler],
+                "terminal": True,
+            }
+        )
+    return http, https, names.tls
 
 
 def sites_of(host: DockerHost):
@@ -150,48 +200,110 @@ def sites_of(host: DockerHost):
     )
 
 
+def _not_answering() -> dict[str, Any]:
+    page = _static(
+        503,
+        "This site is not answering",
+        "It may be restarting; try again in a moment.",
+        **{"Retry-After": "5"},
+    )
+    return {"routes": [{"handle": [page]}]}
+
+
+def _unknown_host() -> dict[str, Any]:
+    return {
+        "@id": "unknown-host",
+        "handle": [_static(404, "No site here", "No site is served at this address.")],
+    }
+
+
+def _acme_issuer() -> dict[str, Any]:
+    issuer: dict[str, Any] = {"module": "acme"}
+    if settings.ACME_EMAIL:
+        issuer["email"] = settings.ACME_EMAIL
+    if settings.ACME_DIRECTORY_URL:
+        issuer["ca"] = settings.ACME_DIRECTORY_URL
+    return issuer
+
+
+def _tls_app(tls_names: dict[str, str]) -> dict[str, Any]:
+    """Certificates per mode: ACME at load, the internal CA, or ACME on demand (the panel's
+    ask endpoint says yes only for names it routes that way)."""
+    by_mode: dict[str, list[str]] = {}
+    for name, mode in tls_names.items():
+        by_mode.setdefault(mode, []).append(name)
+    policies = []
+    if by_mode.get(TlsMode.ACME):
+        policies.append({"subjects": by_mode[TlsMode.ACME], "issuers": [_acme_issuer()]})
+    if by_mode.get(TlsMode.INTERNAL):
+        policies.append(
+            {"subjects": by_mode[TlsMode.INTERNAL], "issuers": [{"module": "internal"}]}
+        )
+    automation: dict[str, Any] = {"policies": policies}
+    if by_mode.get(TlsMode.ON_DEMAND):
+        policies.append(
+            {"subjects": by_mode[TlsMode.ON_DEMAND], "issuers": [_acme_issuer()], "on_demand": True}
+        )
+        automation["on_demand"] = {"ask": settings.SITE_URL.rstrip("/") + ASK_PATH}
+    return {"automation": automation}
+
+
 def render(host: DockerHost) -> dict[str, Any]:
     """The whole config of the host's Caddy."""
-    routes = [route for site in sites_of(host) if (route := site_route(site, host))]
-    routes.append(
-        {
-            "@id": "unknown-host",
-            "handle": [_static(404, "No site here", "No site is served at this address.")],
-        }
-    )
+    http_routes: list[dict] = []
+    https_routes: list[dict] = []
+    tls_names: dict[str, str] = {}
+    for site in sites_of(host):
+        http, https, tls = site_routes(site, host)
+        http_routes += http
+        https_routes += https
+        tls_names.update(tls)
     bind = host.proxy_listen or ""
+    servers: dict[str, Any] = {
+        SERVER: {
+            "listen": [f"{bind}:{host.proxy_http_port}"],
+            "routes": [*http_routes, _unknown_host()],
+            "errors": _not_answering(),
+            "automatic_https": {"disable": True},
+        }
+    }
+    apps: dict[str, Any] = {
+        "http": {"servers": servers},
+        # The internal CA never touches the machine's trust store.
+        "pki": {"certificate_authorities": {"local": {"install_trust": False}}},
+    }
+    if https_routes:
+        servers[SERVER_TLS] = {
+            "listen": [f"{bind}:{host.proxy_https_port}"],
+            "routes": https_routes,
+            "errors": _not_answering(),
+            "automatic_https": {"disable_redirects": True},  # the HTTP server redirects
+        }
+        apps["tls"] = _tls_app(tls_names)
     return {
         "admin": {
             "listen": _admin_listen(host.proxy_admin),
             "origins": ["localhost"],
             "config": {"persist": False},
         },
-        "apps": {
-            "http": {
-                "servers": {
-                    SERVER: {
-                        "listen": [f"{bind}:{host.proxy_http_port}"],
-                        "routes": routes,
-                        "errors": {
-                            "routes": [
-                                {
-                                    "handle": [
-                                        _static(
-                                            503,
-                                            "This site is not answering",
-                                            "It may be restarting; try again in a moment.",
-                                            **{"Retry-After": "5"},
-                                        )
-                                    ]
-                                }
-                            ]
-                        },
-                        "automatic_https": {"disable": True},
-                    }
-                }
-            }
-        },
+        "apps": apps,
     }
+
+
+def asks_for_certificate(name: str) -> bool:
+    """The on-demand TLS `ask`: a certificate only for a verified domain with TLS on
+    demand whose site the panel routes."""
+    return (
+        valid_hostname(name.lower())
+        and Domain.objects.filter(
+            hostname__iexact=name,
+            verified_at__isnull=False,
+            ssl_enabled=True,
+            tls_mode=TlsMode.ON_DEMAND,
+            site__deleted_at__isnull=True,
+            site__host__proxy_admin__gt="",
+        ).exists()
+    )
 
 
 @dataclass(frozen=True)

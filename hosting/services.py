@@ -576,11 +576,18 @@ def add_domain(site: Site, *, actor: User | None, hostname: str, **fields) -> Do
     return domain
 
 
-DOMAIN_FIELDS = ("hostname", "is_primary", "ssl_enabled", "is_cloudflare", "verified_at")
+DOMAIN_FIELDS = (
+    "hostname",
+    "is_primary",
+    "ssl_enabled",
+    "tls_mode",
+    "is_cloudflare",
+    "verified_at",
+)
 
 
 def update_domain(domain: Domain, *, actor: User | None, **fields) -> Domain:
-    unknown = set(fields) - {"is_primary", "ssl_enabled", "is_cloudflare"}
+    unknown = set(fields) - {"is_primary", "ssl_enabled", "tls_mode", "is_cloudflare"}
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
     with transaction.atomic():

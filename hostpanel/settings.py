@@ -280,6 +280,9 @@ RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL_SECONDS", default=30)
 # have restarted with an empty one); a change is loaded at once by the reconciler.
 PROXY_RESYNC_INTERVAL = env.int("PROXY_RESYNC_SECONDS", default=30)
 PROXY_TIMEOUT_SECONDS = env.float("PROXY_TIMEOUT_SECONDS", default=5.0)
+# ACME for domains with TLS: the account email, and the directory (blank: Let's Encrypt).
+ACME_EMAIL = env.str("ACME_EMAIL", default="")
+ACME_DIRECTORY_URL = env.str("ACME_DIRECTORY_URL", default="")
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-pending": _every(RECONCILE_INTERVAL, "hosting.tasks.reconcile_pending"),

@@ -51,3 +51,8 @@ def stop(name: str = "1") -> None:
 def log_of(name: str = "1") -> str:
     path = Path(f"{BASE}-{_name(name)}/caddy.log")
     return path.read_text()[-3000:] if path.exists() else ""
+
+
+def root_certificate(name: str = "1") -> Path:
+    """The root of the proxy's internal CA (made when it first issues a certificate)."""
+    return Path(f"{BASE}-{_name(name)}/data/caddy/pki/authorities/local/root.crt")

@@ -107,6 +107,7 @@ class DomainSerializer(serializers.ModelSerializer):
             "hostname",
             "is_primary",
             "ssl_enabled",
+            "tls_mode",
             "is_cloudflare",
             "verification_token",
             "txt_record_name",

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.models import Role
-from hosting import reconcile, services
+from hosting import proxy, reconcile, services
 from hosting.api import serializers as s
 from hosting.api.filters import (
     ContainerFilterSet,
@@ -330,3 +333,26 @@ class DockerHostViewSet(
     def ping(self, request, *args, **kwargs):
         host = services.ping_host(self.get_object(), actor=request.user)
         return Response(self.get_serializer(host).data)
+
+
+class ProxyAskView(APIView):
+    """Caddy's on-demand TLS `ask`: 200 when the panel routes `domain` with a certificate on
+    demand (a verified domain of a live site), 404 otherwise. Public: Caddy calls it before
+    it asks an ACME server for a certificate, and it tells no more than DNS does."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        parameters=[OpenApiParameter("domain", OpenApiTypes.STR, required=True)],
+        responses={
+            200: OpenApiResponse(description="A certificate may be obtained for it."),
+            404: OpenApiResponse(description="Not a name routed with on-demand TLS."),
+        },
+    )
+    def get(self, request):
+        domain = request.query_params.get("domain", "")
+        if not proxy.asks_for_certificate(domain):
+            raise Http404
+        return Response({"domain": domain.lower()})

@@ -61,11 +61,11 @@ def test_the_admin_block_and_the_listener_come_from_the_host(host):
     assert config["apps"]["http"]["servers"][proxy.SERVER]["listen"] == [":18080"]
 
 
-def test_a_running_site_is_proxied_by_its_names_verified_domains_only(cast, host):
+def test_a_running_site_is_proxied_by_its_name_and_verified_domains_only(cast, host):
     site = serving(make_site(cast.org, name="Shop"))
-    primary = make_domain(site, "www.shop.example")
-    make_domain(site, "alt.shop.example")
-    make_domain(site, "unproven.shop.example")
+    primary = make_domain(site, "www.shop.example", ssl_enabled=False)
+    make_domain(site, "alt.shop.example", ssl_enabled=False)
+    make_domain(site, "unproven.shop.example", ssl_enabled=False)
     Domain.objects.filter(hostname__in=["www.shop.example", "alt.shop.example"]).update(
         verified_at=timezone.now()
     )
@@ -116,3 +116,76 @@ def test_ensure_local_host_says_when_no_engine_answers(monkeypatch):
     call_command("ensure_local_host", "--proxy-admin", "unix:///tmp/x/admin.sock", stdout=out)
     assert "does not answer" in out.getvalue()
     assert not DockerHost.objects.exists()
+
+
+# --- TLS ----------------------------------------------------------------------------------
+
+
+def verified(site, hostname, **fields):
+    domain = make_domain(site, hostname, **fields)
+    Domain.objects.filter(pk=domain.pk).update(verified_at=timezone.now())
+    return domain
+
+
+def test_tls_names_redirect_to_https_where_they_are_served(cast, host, settings):
+    settings.ACME_EMAIL = "ops@example.com"
+    settings.ACME_DIRECTORY_URL = "https://acme.example.test/directory"
+    host.proxy_https_port = 18443
+    site = serving(make_site(cast.org, name="Shop"))
+    verified(site, "www.shop.example", tls_mode="acme")
+    verified(site, "intra.shop.example", tls_mode="internal")
+    verified(site, "new.shop.example", tls_mode="on_demand")
+    verified(site, "plain.shop.example", ssl_enabled=False)
+
+    config = proxy.render(host)
+    servers = config["apps"]["http"]["servers"]
+    by_id = {r.get("@id"): r for r in servers[proxy.SERVER]["routes"]}
+    assert by_id[f"site-{site.pk}"]["match"] == [
+        {"host": ["shop-acme.sites.localhost", "plain.shop.example"]}
+    ]
+    tls_names = ["intra.shop.example", "new.shop.example", "www.shop.example"]
+    redirect = by_id[f"site-{site.pk}-to-https"]
+    assert sorted(redirect["match"][0]["host"]) == tls_names
+    assert redirect["handle"][0]["status_code"] == 308
+    assert redirect["handle"][0]["headers"]["Location"] == [
+        "https://{http.request.host}:18443{http.request.uri}"
+    ]
+
+    tls_server = servers[proxy.SERVER_TLS]
+    assert tls_server["listen"] == ["127.0.0.1:18443"]
+    (tls_route,) = tls_server["routes"]
+    assert tls_route["handle"][0]["handler"] == "reverse_proxy"
+    acme = {"module": "acme", "email": "ops@example.com", "ca": settings.ACME_DIRECTORY_URL}
+    assert config["apps"]["tls"]["automation"] == {
+        "policies": [
+            {"subjects": ["www.shop.example"], "issuers": [acme]},
+            {"subjects": ["intra.shop.example"], "issuers": [{"module": "internal"}]},
+            {"subjects": ["new.shop.example"], "issuers": [acme], "on_demand": True},
+        ],
+        "on_demand": {"ask": "http://127.0.0.1:8000/api/v1/proxy/ask/"},
+    }
+    assert config["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+
+
+def test_without_tls_names_there_is_no_https_server(cast, host):
+    serving(make_site(cast.org, name="Shop"))
+    config = proxy.render(host)
+    assert proxy.SERVER_TLS not in config["apps"]["http"]["servers"]
+    assert "tls" not in config["apps"]
+
+
+def test_the_ask_endpoint_says_yes_only_for_names_routed_on_demand(cast, host, api):
+    site = serving(make_site(cast.org, name="Shop"))
+    verified(site, "new.shop.example", tls_mode="on_demand")
+    verified(site, "www.shop.example", tls_mode="acme")
+    make_domain(site, "unproven.shop.example", tls_mode="on_demand")
+
+    def ask(name):
+        return api.get("/api/v1/proxy/ask/", {"domain": name})
+
+    assert ask("new.shop.example").status_code == 200
+    assert ask("NEW.shop.example").json() == {"domain": "new.shop.example"}
+    for refused in ("www.shop.example", "unproven.shop.example", "other.example", "", "a b"):
+        assert ask(refused).status_code == 404, refused
+    Site.objects.filter(pk=site.pk).update(deleted_at=timezone.now())
+    assert ask("new.shop.example").status_code == 404

@@ -11,6 +11,9 @@ from tests.integration import processes
 @pytest.fixture(autouse=True)
 def _integration_settings(settings):
     settings.HOSTPANEL_STATIC_IMAGE = docker_engines.TEST_IMAGE
+    # No ACME server is reachable: should a config with ACME reach a real Caddy, it asks a
+    # loopback port that refuses, never the network.
+    settings.ACME_DIRECTORY_URL = "https://127.0.0.1:9/directory"
 
 
 @pytest.fixture(autouse=True)
