@@ -342,7 +342,14 @@ class Domain(TimeStampedModel):
         help_text="How the certificate comes when ssl_enabled: ACME at load, the proxy's "
         "internal CA, or ACME on the first visit (on demand).",
     )
-    is_cloudflare = models.BooleanField(default=False)
+    is_cloudflare = models.BooleanField(
+        default=False,
+        help_text="Behind Cloudflare: the visitor's address is CF-Connecting-IP when the "
+        "request comes from Cloudflare's ranges.",
+    )
+    cloudflare_only = models.BooleanField(
+        default=False, help_text="With is_cloudflare: refuse requests from other peers (403)."
+    )
     verification_token = models.CharField(max_length=64, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
 

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from hosting import caddy
+from hosting import caddy, cloudflare
 from hosting.models import (
     Container,
     DesiredState,
@@ -87,6 +88,7 @@ class Names:
 
     plain: list[str]
     tls: dict[str, str]
+    cloudflare: dict[str, bool]  # Cloudflare names: whether other peers are refused
 
 
 def names_of(site: Site) -> Names:
@@ -95,9 +97,11 @@ def names_of(site: Site) -> Names:
         (d for d in site.domains.all() if d.verified_at is not None),
         key=lambda d: (not d.is_primary, d.hostname),
     )
-    plain, tls = [site.subdomain.lower()], {}
+    plain, tls, cloudflare = [site.subdomain.lower()], {}, {}
     for domain in domains:
         name = domain.hostname.lower()
+        if domain.is_cloudflare:
+            cloudflare[name] = domain.cloudflare_only
         if domain.ssl_enabled:
             tls.setdefault(name, domain.tls_mode)
         elif name not in plain:
@@ -108,6 +112,7 @@ def names_of(site: Site) -> Names:
     return Names(
         plain=[n for n in plain if valid_hostname(n)],
         tls={n: mode for n, mode in tls.items() if valid_hostname(n)},
+        cloudflare=cloudflare,
     )
 
 
@@ -147,20 +152,57 @@ def _redirect_to_https(host: DockerHost) -> dict[str, Any]:
     }
 
 
+def _behind_cloudflare(handler: dict[str, Any], only: bool) -> dict[str, Any]:
+    """From Cloudflare's ranges the visitor is CF-Connecting-IP; from elsewhere that header
+    is dropped (anyone can send it), or, for "Cloudflare only", the request refused."""
+    trusted = dict(handler)
+    untrusted = dict(handler)
+    if handler["handler"] == "reverse_proxy":
+        visitor = ["{http.request.header.CF-Connecting-IP}"]
+        trusted["headers"] = {
+            "request": {"set": {"X-Forwarded-For": visitor, "X-Real-IP": visitor}}
+        }
+        untrusted["headers"] = {"request": {"delete": ["CF-Connecting-IP"]}}
+    if only:
+        untrusted = _static(403, "Forbidden", "This site answers only through Cloudflare.")
+    return {
+        "handler": "subroute",
+        "routes": [
+            {
+                "match": [{"remote_ip": {"ranges": cloudflare.ranges()}}],
+                "handle": [trusted],
+                "terminal": True,
+            },
+            {"handle": [untrusted]},
+        ],
+    }
+
+
+def _routes(route_id: str, names: list[str], handler, cf: dict[str, bool]) -> list[dict]:
+    """One route for the names, and one for each kind of Cloudflare name among them."""
+    groups: dict[Any, list[str]] = {}
+    for name in names:
+        groups.setdefault(cf.get(name), []).append(name)
+    routes = []
+    for kind, members in groups.items():
+        suffix = {None: "", False: "-cloudflare", True: "-cloudflare-only"}[kind]
+        routes.append(
+            {
+                "@id": f"{route_id}{suffix}",
+                "match": [{"host": members}],
+                "handle": [handler if kind is None else _behind_cloudflare(handler, kind)],
+                "terminal": True,
+            }
+        )
+    return routes
+
+
 def site_routes(site: Site, host: DockerHost) -> tuple[list[dict], list[dict], dict[str, str]]:
     """(HTTP routes, HTTPS routes, TLS names by mode) of one site."""
     names = names_of(site)
     handler = _handler(site, host)
-    http, https = [], []
-    if names.plain:
-        http.append(
-            {
-                "@id": f"site-{site.pk}",
-                "match": [{"host": names.plain}],
-                "handle": [handler],
-                "terminal": True,
-            }
-        )
+    http = _routes(f"site-{site.pk}", names.plain, handler, names.cloudflare)
+    https: list[dict] = []
     if names.tls:
         tls_names = list(names.tls)
         http.append(
@@ -171,14 +213,7 @@ def site_routes(site: Site, host: DockerHost) -> tuple[list[dict], list[dict], d
                 "terminal": True,
             }
         )
-        https.append(
-            {
-                "@id": f"site-{site.pk}-tls",
-                "match": [{"host": tls_names}],
-                "handle": [handler],
-                "terminal": True,
-            }
-        )
+        https = _routes(f"site-{site.pk}-tls", tls_names, handler, names.cloudflare)
     return http, https, names.tls
 
 
@@ -319,7 +354,13 @@ def sync_host(host: DockerHost) -> Loaded:
     if not host.proxy_admin:
         return Loaded(changed=False)
     for _attempt in range(CONFLICT_RETRIES):
-        wanted = render(host)
+        try:
+            wanted = render(host)
+        except ImproperlyConfigured as exc:  # a setting the config is made from is wrong
+            message = f"The proxy config cannot be rendered: {exc}"
+            log.error("host %s: %s", host.name, message)
+            _record(host, message)
+            return Loaded(changed=False, error=message)
         current, tag = caddy.read_config(host.proxy_admin)
         if current == wanted:
             _record(host, "")

@@ -582,12 +582,19 @@ DOMAIN_FIELDS = (
     "ssl_enabled",
     "tls_mode",
     "is_cloudflare",
+    "cloudflare_only",
     "verified_at",
 )
 
 
 def update_domain(domain: Domain, *, actor: User | None, **fields) -> Domain:
-    unknown = set(fields) - {"is_primary", "ssl_enabled", "tls_mode", "is_cloudflare"}
+    unknown = set(fields) - {
+        "is_primary",
+        "ssl_enabled",
+        "tls_mode",
+        "is_cloudflare",
+        "cloudflare_only",
+    }
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
     with transaction.atomic():

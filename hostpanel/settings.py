@@ -283,6 +283,10 @@ PROXY_TIMEOUT_SECONDS = env.float("PROXY_TIMEOUT_SECONDS", default=5.0)
 # ACME for domains with TLS: the account email, and the directory (blank: Let's Encrypt).
 ACME_EMAIL = env.str("ACME_EMAIL", default="")
 ACME_DIRECTORY_URL = env.str("ACME_DIRECTORY_URL", default="")
+# Peers whose CF-Connecting-IP is believed on Cloudflare domains (hosting/cloudflare.py):
+# blank both for Cloudflare's published list.
+CLOUDFLARE_IP_RANGES = env.list("CLOUDFLARE_IP_RANGES", default=[])
+CLOUDFLARE_IP_RANGES_FILE = env.str("CLOUDFLARE_IP_RANGES_FILE", default="")
 
 CELERY_BEAT_SCHEDULE = {
     "reconcile-pending": _every(RECONCILE_INTERVAL, "hosting.tasks.reconcile_pending"),

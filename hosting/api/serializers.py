@@ -109,6 +109,7 @@ class DomainSerializer(serializers.ModelSerializer):
             "ssl_enabled",
             "tls_mode",
             "is_cloudflare",
+            "cloudflare_only",
             "verification_token",
             "txt_record_name",
             "verified_at",

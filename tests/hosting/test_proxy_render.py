@@ -189,3 +189,53 @@ def test_the_ask_endpoint_says_yes_only_for_names_routed_on_demand(cast, host, a
         assert ask(refused).status_code == 404, refused
     Site.objects.filter(pk=site.pk).update(deleted_at=timezone.now())
     assert ask("new.shop.example").status_code == 404
+
+
+# --- Cloudflare ---------------------------------------------------------------------------
+
+
+def test_cloudflare_names_get_routes_of_their_own(cast, host, settings):
+    settings.CLOUDFLARE_IP_RANGES = ["198.51.100.0/24"]
+    site = serving(make_site(cast.org, name="Shop"))
+    verified(site, "cf.shop.example", ssl_enabled=False, is_cloudflare=True)
+    verified(site, "only.shop.example", ssl_enabled=False, is_cloudflare=True, cloudflare_only=True)
+
+    by_id = {r.get("@id"): r for r in routes(host)}
+    assert by_id[f"site-{site.pk}"]["match"] == [{"host": ["shop-acme.sites.localhost"]}]
+    believed = by_id[f"site-{site.pk}-cloudflare"]["handle"][0]
+    assert believed["handler"] == "subroute"
+    first, other = believed["routes"]
+    assert first["match"] == [{"remote_ip": {"ranges": ["198.51.100.0/24"]}}]
+    assert first["handle"][0]["headers"]["request"]["set"]["X-Forwarded-For"] == [
+        "{http.request.header.CF-Connecting-IP}"
+    ]
+    assert other["handle"][0]["headers"] == {"request": {"delete": ["CF-Connecting-IP"]}}
+    only = by_id[f"site-{site.pk}-cloudflare-only"]["handle"][0]["routes"][1]["handle"][0]
+    assert (only["handler"], only["status_code"]) == ("static_response", 403)
+
+
+def test_cloudflare_ranges_come_from_the_setting_a_file_or_the_published_list(settings, tmp_path):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from hosting import cloudflare
+
+    assert "173.245.48.0/20" in cloudflare.ranges() and "2606:4700::/32" in cloudflare.ranges()
+    listed = tmp_path / "cf.txt"
+    listed.write_text("# edge\n203.0.113.0/24\n\n2001:db8::/32  # v6\n")
+    settings.CLOUDFLARE_IP_RANGES_FILE = str(listed)
+    assert cloudflare.ranges() == ["203.0.113.0/24", "2001:db8::/32"]
+    settings.CLOUDFLARE_IP_RANGES = ["192.0.2.1/24"]
+    assert cloudflare.ranges() == ["192.0.2.0/24"]
+    settings.CLOUDFLARE_IP_RANGES = ["not-a-network"]
+    with pytest.raises(ImproperlyConfigured, match="not-a-network"):
+        cloudflare.ranges()
+
+
+def test_a_bad_range_setting_fails_the_load_with_a_message_not_a_crash(cast, host, settings):
+    settings.CLOUDFLARE_IP_RANGES = ["not-a-network"]
+    site = serving(make_site(cast.org, name="Shop"))
+    verified(site, "cf.shop.example", ssl_enabled=False, is_cloudflare=True)
+    loaded = proxy.sync_host(host)  # no Caddy is asked: the render fails first
+    assert "not-a-network" in loaded.error
+    host.refresh_from_db()
+    assert "not-a-network" in host.proxy_error

@@ -5,16 +5,18 @@ and deployments that drop no request under load (loopback only, bounded loops)."
 from __future__ import annotations
 
 import http.client
+import json
 import subprocess
 import threading
 import time
 from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.utils import timezone
 
 from hosting import caddy, deployments, proxy, services, tasks
-from hosting.models import Deployment, DockerHost, Domain
+from hosting.models import Container, Deployment, DockerHost, Domain, Site
 from hosting.reconcile import converge_now
 from tests import caddy_proxies
 from tests.docker_engines import free_port
@@ -29,11 +31,11 @@ from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
-def get(host: DockerHost, name: str, path: str = "/", timeout: float = 5.0):
+def get(host: DockerHost, name: str, path: str = "/", timeout: float = 5.0, **headers: str):
     """(status, body, headers) of GET through the host's proxy with Host: name."""
     conn = http.client.HTTPConnection("127.0.0.1", host.proxy_http_port, timeout=timeout)
     try:
-        conn.request("GET", path, headers={"Host": name})
+        conn.request("GET", path, headers={"Host": name, **headers})
         response = conn.getresponse()
         return response.status, response.read(), dict(response.getheaders())
     finally:
@@ -226,6 +228,85 @@ def test_a_domain_on_the_internal_ca_answers_over_verified_https_and_http_redire
         check=False,
     )
     assert plain.returncode != 0
+
+
+class EchoHeaders(BaseHTTPRequestHandler):
+    """Stands in for a site's app behind the real proxy: answers with the headers it got."""
+
+    def do_GET(self):
+        body = json.dumps(dict(self.headers.items())).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def echo_site(proxied_host, org, owner):
+    """A site whose serving container is an in-process app on loopback (the proxy is real)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EchoHeaders)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    site = services.create_site(
+        org, actor=owner, name="Echo", site_type="docker", image="example/echo:1",
+        desired_state="stopped",
+    )  # fmt: skip
+    Site.objects.filter(pk=site.pk).update(desired_state="running", observed_state="running")
+    Container.objects.create(
+        host=proxied_host, site=site, docker_id="echo", name="echo", image="x", state="running",
+        port=server.server_address[1], created=timezone.now(),
+    )  # fmt: skip
+    yield Site.objects.get(pk=site.pk)
+    server.shutdown()
+    server.server_close()
+
+
+def cloudflare_domain(site, hostname, **fields):
+    domain = services.add_domain(
+        site, actor=None, hostname=hostname, ssl_enabled=False, is_cloudflare=True, **fields
+    )
+    Domain.objects.filter(pk=domain.pk).update(verified_at=timezone.now())
+
+
+def seen_by_the_app(host, name, **headers):
+    status, body, _ = get(host, name, **headers)
+    assert status == 200, body
+    return {key.lower(): value for key, value in json.loads(body).items()}
+
+
+def test_cloudflare_connecting_ip_is_believed_only_from_cloudflares_ranges(
+    proxied_host, echo_site, settings
+):
+    cloudflare_domain(echo_site, "cf.example.com")
+    spoof = {"CF-Connecting-IP": "203.0.113.7"}
+    proxy.sync_host(proxied_host)  # the published ranges: loopback is not Cloudflare
+
+    seen = seen_by_the_app(proxied_host, "cf.example.com", **spoof)
+    assert seen["x-forwarded-for"] == "127.0.0.1"
+    assert "cf-connecting-ip" not in seen and "x-real-ip" not in seen
+
+    settings.CLOUDFLARE_IP_RANGES = ["127.0.0.0/8"]  # as if this peer were Cloudflare's edge
+    assert proxy.sync_host(proxied_host).changed
+    seen = seen_by_the_app(proxied_host, "cf.example.com", **spoof)
+    assert (seen["x-forwarded-for"], seen["x-real-ip"]) == ("203.0.113.7", "203.0.113.7")
+    # The site's own name is not behind Cloudflare: the header means nothing there.
+    assert seen_by_the_app(proxied_host, echo_site.subdomain, **spoof)["x-forwarded-for"] == (
+        "127.0.0.1"
+    )
+
+
+def test_cloudflare_only_refuses_every_other_peer(proxied_host, echo_site, settings):
+    cloudflare_domain(echo_site, "cf-only.example.com", cloudflare_only=True)
+    proxy.sync_host(proxied_host)
+    status, body, _ = get(proxied_host, "cf-only.example.com")
+    assert status == 403 and b"only through Cloudflare" in body
+
+    settings.CLOUDFLARE_IP_RANGES = ["127.0.0.0/8", "::1/128"]
+    proxy.sync_host(proxied_host)
+    assert get(proxied_host, "cf-only.example.com")[0] == 200
 
 
 # --- deployments under load -----------------------------------------------------------------
