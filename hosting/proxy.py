@@ -319,7 +319,8 @@ def render(host: DockerHost) -> dict[str, Any]:
         "admin": {
             "listen": _admin_listen(host.proxy_admin),
             "origins": ["localhost"],
-            "config": {"persist": False},
+            # Kept on the proxy's disk: a restarted Caddy (`--resume`) serves at once.
+            "config": {"persist": True},
         },
         "apps": apps,
     }

@@ -48,6 +48,17 @@ def stop(name: str = "1") -> None:
     )
 
 
+def forget(name: str = "1") -> None:
+    """Drop the proxy's autosave: its next start is empty, as on a new machine."""
+    subprocess.run(
+        [str(ROOT / "bin" / "caddy"), "forget", _name(name)],
+        capture_output=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "HP_CADDY_BASE": BASE},
+    )
+
+
 def log_of(name: str = "1") -> str:
     path = Path(f"{BASE}-{_name(name)}/caddy.log")
     return path.read_text()[-3000:] if path.exists() else ""

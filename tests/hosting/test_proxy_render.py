@@ -48,7 +48,7 @@ def test_the_admin_block_and_the_listener_come_from_the_host(host):
     assert config["admin"] == {
         "listen": "unix//run/caddy/admin.sock",
         "origins": ["localhost"],
-        "config": {"persist": False},
+        "config": {"persist": True},
     }
     server = config["apps"]["http"]["servers"][proxy.SERVER]
     assert server["listen"] == ["127.0.0.1:18080"]

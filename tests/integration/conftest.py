@@ -75,6 +75,7 @@ def broker():
 @pytest.fixture
 def proxied_host(docker_host) -> DockerHost:
     """docker_host with its own private Caddy on a free loopback port (bin/caddy)."""
+    caddy_proxies.forget("1")  # a fresh proxy: nothing resumed from another test
     admin = caddy_proxies.start("1")
     docker_host.proxy_admin = admin
     docker_host.proxy_listen = "127.0.0.1"
@@ -82,3 +83,4 @@ def proxied_host(docker_host) -> DockerHost:
     docker_host.save()
     yield docker_host
     caddy_proxies.stop("1")
+    caddy_proxies.forget("1")

@@ -152,20 +152,50 @@ def test_two_writers_cannot_interleave(proxied_host, org, owner):
     assert proxy.sync_host(proxied_host).changed  # rendered and loaded again, from the database
 
 
-def test_a_restarted_caddy_gets_its_routes_back_from_the_periodic_resync(proxied_host, org, owner):
+def test_a_restarted_caddy_resumes_and_an_empty_one_is_reloaded_by_the_resync(
+    proxied_host, org, owner
+):
     site = running_static_site(org, owner)
     wait_status(proxied_host, site.subdomain, 200)
 
     caddy_proxies.stop("1")
     with pytest.raises(caddy.ProxyUnavailable):
         proxy.sync_host(proxied_host)
-    assert caddy_proxies.start("1") == proxied_host.proxy_admin  # back, with an empty config
+    assert caddy_proxies.start("1") == proxied_host.proxy_admin
+    wait_status(proxied_host, site.subdomain, 200, timeout=2)  # its autosave, at once
+
+    caddy_proxies.stop("1")
+    caddy_proxies.forget("1")  # as on a new machine: it starts empty
+    caddy_proxies.start("1")
     with pytest.raises(OSError):
         get(proxied_host, site.subdomain, timeout=1)
-
     assert tasks.sync_proxies() == {proxied_host.name: "loaded"}
     wait_status(proxied_host, site.subdomain, 200)
     assert tasks.sync_proxies() == {}  # claimed: not again before the interval
+
+
+def test_a_caddy_restart_under_load_loses_only_the_restart_itself(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    wait_status(proxied_host, site.subdomain, 200)
+    load = Load(proxied_host, site.subdomain)
+    load.start()
+    try:
+        time.sleep(1)
+        down = time.monotonic()
+        caddy_proxies.stop("1")
+        caddy_proxies.start("1")
+        up = time.monotonic()
+        time.sleep(2)
+    finally:
+        load.stop()
+    failed = [(at, status) for at, status, _ in load.results if status != 200]
+    after = [status for at, status, _ in load.results if at > up + 0.1]
+    print(
+        f"\nCaddy restart under load: {len(load.results)} requests, {len(failed)} failed, "
+        f"restart took {(up - down) * 1000:.0f} ms"
+    )
+    assert all(down - 0.1 <= at <= up + 0.1 for at, _ in failed), failed  # only while down
+    assert after and all(status == 200 for status in after)  # back at once: resumed
 
 
 def test_an_unreachable_proxy_leaves_the_site_pending(proxied_host, org, owner):
@@ -307,6 +337,27 @@ def test_cloudflare_only_refuses_every_other_peer(proxied_host, echo_site, setti
     settings.CLOUDFLARE_IP_RANGES = ["127.0.0.0/8", "::1/128"]
     proxy.sync_host(proxied_host)
     assert get(proxied_host, "cf-only.example.com")[0] == 200
+
+
+def test_each_hosts_sites_are_routed_by_that_hosts_proxy(
+    proxied_host, second_docker_host, org, owner
+):
+    second = second_docker_host
+    second.proxy_admin = caddy_proxies.start("2")
+    second.proxy_listen, second.proxy_http_port = "127.0.0.1", free_port()
+    second.save()
+    try:
+        one = running_static_site(org, owner, name="One", host=proxied_host)
+        two = running_static_site(org, owner, name="Two", host=second)
+        assert (one.host_id, two.host_id) == (proxied_host.pk, second.pk)
+
+        wait_status(proxied_host, one.subdomain, 200)
+        wait_status(second, two.subdomain, 200)
+        assert get(proxied_host, two.subdomain)[0] == 404  # not this proxy's site
+        assert get(second, one.subdomain)[0] == 404
+    finally:
+        caddy_proxies.stop("2")
+        caddy_proxies.forget("2")
 
 
 # --- deployments under load -----------------------------------------------------------------
