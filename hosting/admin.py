@@ -101,7 +101,15 @@ class DockerHostAdmin(HostingAdmin):
         ),
         (
             "Proxy (this host's Caddy, which routes its sites)",
-            {"fields": ("proxy_admin", "proxy_listen", "proxy_http_port", "proxy_https_port")},
+            {
+                "fields": (
+                    "proxy_admin",
+                    "proxy_listen",
+                    "proxy_http_port",
+                    "proxy_https_port",
+                    "proxy_access_log",
+                )
+            },
         ),
         (
             "Reported by the engine (use the “Check” action to refresh)",

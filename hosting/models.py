@@ -81,6 +81,12 @@ class DockerHost(TimeStampedModel):
     proxy_https_port = models.PositiveIntegerField(
         default=8443, validators=[MinValueValidator(1), MaxValueValidator(65535)]
     )
+    proxy_access_log = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="File Caddy writes its JSON access log to, readable by the collector "
+        "(requests per site); blank: requests are not measured.",
+    )
     proxy_synced_at = models.DateTimeField(
         null=True, blank=True, help_text="When Caddy last held the config rendered from here."
     )

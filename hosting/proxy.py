@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 SERVER = "hostpanel"
 SERVER_TLS = "hostpanel-tls"
 ASK_PATH = "/api/v1/proxy/ask/"
+ACCESS_LOGGER = "hostpanel_access"
+ACCESS_LOG_ROLL_MB = 100
 # A hostname as Caddy's host matcher gets it: labels of letters, digits and hyphens.
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
 # A dial that fails (the switch's instant) is retried this long before the visitor sees 503.
@@ -315,7 +317,7 @@ def render(host: DockerHost) -> dict[str, Any]:
             "automatic_https": {"disable_redirects": True},  # the HTTP server redirects
         }
         apps["tls"] = _tls_app(tls_names)
-    return {
+    config: dict[str, Any] = {
         "admin": {
             "listen": _admin_listen(host.proxy_admin),
             "origins": ["localhost"],
@@ -323,6 +325,32 @@ def render(host: DockerHost) -> dict[str, Any]:
             "config": {"persist": True},
         },
         "apps": apps,
+    }
+    if host.proxy_access_log:
+        for server in servers.values():
+            server["logs"] = {"default_logger_name": ACCESS_LOGGER}
+        config["logging"] = _access_logging(host.proxy_access_log)
+    return config
+
+
+def _access_logging(path: str) -> dict[str, Any]:
+    """Requests as JSON lines in the host's access log (read by monitoring.traffic), rolled
+    by size; kept out of Caddy's own log."""
+    access = f"http.log.access.{ACCESS_LOGGER}"
+    return {
+        "logs": {
+            "default": {"exclude": [access]},
+            ACCESS_LOGGER: {
+                "writer": {
+                    "output": "file",
+                    "filename": path,
+                    "roll_size_mb": ACCESS_LOG_ROLL_MB,
+                    "roll_keep": 5,
+                },
+                "encoder": {"format": "json"},
+                "include": [access],
+            },
+        }
     }
 
 

@@ -97,6 +97,7 @@ HOST_FIELDS = (
     "proxy_listen",
     "proxy_http_port",
     "proxy_https_port",
+    "proxy_access_log",
 )
 
 

@@ -294,6 +294,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-codes": _every(600, "accounts.tasks.purge_expired_codes"),
     "sync-containers": _every(SYNC_INTERVAL, "hosting.tasks.sync_all_hosts"),
     "collect-usage": _every(USAGE_INTERVAL, "monitoring.tasks.collect_usage"),
+    "collect-traffic": _every(USAGE_INTERVAL, "monitoring.tasks.collect_traffic"),
     "health-checks": _every(HEALTH_INTERVAL, "monitoring.tasks.run_health_checks"),
     "measure-disk": _every(300, "monitoring.tasks.measure_disk"),
     "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),

@@ -50,6 +50,52 @@ class UsageSample(models.Model):
         return f"{self.site_id} at {self.timestamp:%Y-%m-%d %H:%M:%S}"
 
 
+class TrafficSample(models.Model):
+    """A site's requests in one collection tick, read from its proxy's access log (seed 002's
+    total_requests, response_time_ms, bandwidth). One row per site per tick with traffic."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="traffic")
+    timestamp = models.DateTimeField(default=timezone.now, help_text="When the tick was read.")
+    requests = models.PositiveIntegerField(default=0)
+    status_1xx = models.PositiveIntegerField(default=0)
+    status_2xx = models.PositiveIntegerField(default=0)
+    status_3xx = models.PositiveIntegerField(default=0)
+    status_4xx = models.PositiveIntegerField(default=0)
+    status_5xx = models.PositiveIntegerField(default=0)
+    bytes_sent = models.PositiveBigIntegerField(default=0)
+    response_time_avg_ms = models.FloatField(default=0)
+    response_time_p95_ms = models.FloatField(default=0)
+    last_request_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-timestamp"]
+        indexes = [
+            models.Index(fields=["site", "timestamp"], name="traffic_site_time_idx"),
+            models.Index(fields=["timestamp"], name="traffic_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.requests} requests at {self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class AccessLogCursor(models.Model):
+    """How far a host's access log has been read: the file (inode) and the byte offset."""
+
+    host = models.OneToOneField(
+        "hosting.DockerHost", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    inode = models.PositiveBigIntegerField(default=0)
+    offset = models.PositiveBigIntegerField(default=0)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.host_id} at {self.offset}"
+
+
 class DailyUsage(models.Model):
     """A site's usage for one UTC day (seed 002 `site_usage_daily`), kept a year."""
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from audit.models import AuditLog
 from hostpanel.batch import delete_in_batches
-from monitoring.models import DailyUsage, HealthCheck, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,9 @@ def apply_retention() -> dict:
     deleted = {
         "usage_samples": delete_in_batches(
             UsageSample, "timestamp", now - settings.USAGE_RETENTION_DAYS * days, BATCH_SIZE
+        ),
+        "traffic_samples": delete_in_batches(
+            TrafficSample, "timestamp", now - settings.USAGE_RETENTION_DAYS * days, BATCH_SIZE
         ),
         "health_checks": delete_in_batches(
             HealthCheck, "timestamp", now - settings.HEALTH_RETENTION_DAYS * days, BATCH_SIZE

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from monitoring.models import DailyUsage, HealthCheck, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
 
 MB = 1048576.0
 DAY_SECONDS = 86400
@@ -33,8 +33,9 @@ def _columns(model, *names: str) -> dict[str, str]:
 
 
 def rollup_sql() -> str:
-    """The statement, with placeholders for: date, computed_at, interval x2, day bounds
-    (health checks), True (ok), day bounds (samples)."""
+    """The statement, with placeholders for: date, day bounds (requests), day bounds
+    (response time from requests), day bounds (health checks), True (ok), interval x2,
+    computed_at, day bounds (samples)."""
     quote = connection.ops.quote_name
     daily = quote(DailyUsage._meta.db_table)
     usage = quote(UsageSample._meta.db_table)
@@ -65,6 +66,8 @@ def rollup_sql() -> str:
         "bandwidth_bytes",
     )
     h = _columns(HealthCheck, "site", "timestamp", "ok", "response_time_ms")
+    traffic = quote(TrafficSample._meta.db_table)
+    t = _columns(TrafficSample, "site", "timestamp", "requests", "response_time_avg_ms")
     updated = [name for name in d if name not in ("site", "date")]
     # Floats are aggregated as floats (PostgreSQL would otherwise sum bigints as numeric).
     return f"""
@@ -78,13 +81,27 @@ def rollup_sql() -> str:
             COALESCE(AVG(u.{u["cpu_percent"]}), 0),
             COALESCE(MAX(u.{u["cpu_percent"]}), 0),
             SUM(CAST(u.{u["bandwidth_bytes"]} AS DOUBLE PRECISION)) / {MB},
-            NULL,
             (
-                SELECT AVG(h.{h["response_time_ms"]})
-                FROM {checks} h
-                WHERE h.{h["site"]} = u.{u["site"]}
-                  AND h.{h["timestamp"]} >= %s AND h.{h["timestamp"]} < %s
-                  AND h.{h["ok"]} = %s
+                SELECT SUM(t.{t["requests"]})
+                FROM {traffic} t
+                WHERE t.{t["site"]} = u.{u["site"]}
+                  AND t.{t["timestamp"]} >= %s AND t.{t["timestamp"]} < %s
+            ),
+            COALESCE(
+                (
+                    SELECT SUM(t.{t["response_time_avg_ms"]} * t.{t["requests"]})
+                        / NULLIF(SUM(t.{t["requests"]}), 0)
+                    FROM {traffic} t
+                    WHERE t.{t["site"]} = u.{u["site"]}
+                      AND t.{t["timestamp"]} >= %s AND t.{t["timestamp"]} < %s
+                ),
+                (
+                    SELECT AVG(h.{h["response_time_ms"]})
+                    FROM {checks} h
+                    WHERE h.{h["site"]} = u.{u["site"]}
+                      AND h.{h["timestamp"]} >= %s AND h.{h["timestamp"]} < %s
+                      AND h.{h["ok"]} = %s
+                )
             ),
             CASE WHEN COUNT(*) * %s > {DAY_SECONDS} THEN {DAY_SECONDS} ELSE COUNT(*) * %s END,
             COUNT(*),
@@ -105,6 +122,10 @@ def rollup_params(day: date, computed_at: datetime | None = None) -> list:
         ops.adapt_datefield_value(day),
         start,
         end,
+        start,
+        end,
+        start,
+        end,
         True,
         interval,
         interval,
@@ -118,8 +139,9 @@ def rollup_day(day: date) -> int:
     """Write (or rewrite) every site's DailyUsage row for `day` (UTC). Returns rows written.
 
     Uptime is samples x USAGE_INTERVAL capped at a day: a running container is sampled once
-    per interval. `total_requests` stays empty until request counts are measured. A day
-    without samples writes nothing.
+    per interval. Requests and their average response time come from the proxy's access
+    log (TrafficSample); without any, `total_requests` stays empty and the response time is
+    the health checks'. A day without samples writes nothing.
     """
     sql, params = rollup_sql(), rollup_params(day)
     with transaction.atomic(), connection.cursor() as cursor:

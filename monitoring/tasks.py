@@ -13,7 +13,7 @@ from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
 from hostpanel.claims import claim
 from hostpanel.retry import backoff
-from monitoring import collectors, health, limits, retention, rollups
+from monitoring import collectors, health, limits, retention, rollups, traffic
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +107,13 @@ def apply_retention() -> dict:
         "monitoring.apply_retention", ttl=timedelta(hours=1), min_interval=timedelta(hours=5)
     ) as mine:
         return retention.apply_retention() if mine else {}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def collect_traffic() -> dict[str, int]:
+    """Requests per site since the last tick, from each host's proxy access log."""
+    interval = timedelta(seconds=settings.USAGE_INTERVAL)
+    with claim("monitoring.collect_traffic", ttl=interval * 4, min_interval=interval * 0.8) as mine:
+        if not mine:
+            return {}
+        return traffic.collect_all()

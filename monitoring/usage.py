@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, Max, Sum
+from django.db.models import Avg, Count, F, Max, Sum
 from django.db.models.functions import TruncHour
 
 from accounts.models import Organization
 from hosting.models import Site
-from monitoring.models import DailyUsage, UsageSample
+from monitoring.models import DailyUsage, TrafficSample, UsageSample
 
 MB = float(2**20)
 RAW, HOUR, DAY = "raw", "hour", "day"
@@ -149,6 +149,84 @@ def _daily(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
         }
         for day, cpu, cpu_max, memory, memory_max, bandwidth, samples in rows
     ]
+
+
+# --- requests, from the proxy's access log ---------------------------------------------------
+
+
+def requests_series(
+    site: Site, start: datetime, end: datetime, resolution: str
+) -> list[dict[str, Any]]:
+    """The site's requests over [start, end) at the resolution (one query): per collection
+    tick (raw), per hour, or per day (the rollups). Empty when its proxy logs no requests."""
+    if resolution == DAY:
+        rows = (
+            DailyUsage.objects.filter(
+                site=site, date__range=day_span(start, end), total_requests__isnull=False
+            )
+            .order_by("date")
+            .values_list("date", "total_requests", "avg_response_time_ms")
+        )
+        return [
+            _request_point(datetime(day.year, day.month, day.day, tzinfo=UTC), requests, ms)
+            for day, requests, ms in rows
+        ]
+    ticks = TrafficSample.objects.filter(site=site, timestamp__gte=start, timestamp__lt=end)
+    if resolution == RAW:
+        return [
+            _request_point(
+                row.timestamp,
+                row.requests,
+                row.response_time_avg_ms,
+                p95=row.response_time_p95_ms,
+                statuses=(row.status_2xx, row.status_3xx, row.status_4xx, row.status_5xx),
+                sent=row.bytes_sent,
+            )
+            for row in ticks.order_by("timestamp")
+        ]
+    if resolution != HOUR:
+        raise ValueError(f"unknown resolution {resolution!r}")
+    hours = (
+        ticks.annotate(hour=TruncHour("timestamp", tzinfo=UTC))
+        .values("hour")
+        .annotate(
+            total=Sum("requests"),
+            weighted=Sum(F("response_time_avg_ms") * F("requests")),
+            p95=Max("response_time_p95_ms"),
+            s2=Sum("status_2xx"),
+            s3=Sum("status_3xx"),
+            s4=Sum("status_4xx"),
+            s5=Sum("status_5xx"),
+            sent=Sum("bytes_sent"),
+        )
+        .order_by("hour")
+    )
+    return [
+        _request_point(
+            row["hour"],
+            row["total"],
+            row["weighted"] / row["total"] if row["total"] else None,
+            p95=row["p95"],
+            statuses=(row["s2"], row["s3"], row["s4"], row["s5"]),
+            sent=row["sent"],
+        )
+        for row in hours
+    ]
+
+
+def _request_point(moment, requests, ms, *, p95=None, statuses=None, sent=None) -> dict:
+    s2, s3, s4, s5 = statuses or (None, None, None, None)
+    return {
+        "t": iso(moment),
+        "requests": requests,
+        "status_2xx": s2,
+        "status_3xx": s3,
+        "status_4xx": s4,
+        "status_5xx": s5,
+        "sent_mb": None if sent is None else _mb(sent),
+        "response_time_ms": _round(ms),
+        "response_time_p95_ms": _round(p95),
+    }
 
 
 # --- the organization's daily CSV ----------------------------------------------------------

@@ -48,8 +48,13 @@ def stop(name: str = "1") -> None:
     )
 
 
+def access_log(name: str = "1") -> Path:
+    return Path(f"{BASE}-{_name(name)}/access.log")
+
+
 def forget(name: str = "1") -> None:
-    """Drop the proxy's autosave: its next start is empty, as on a new machine."""
+    """Drop the proxy's autosave and access logs: its next start is empty, as on a new
+    machine."""
     subprocess.run(
         [str(ROOT / "bin" / "caddy"), "forget", _name(name)],
         capture_output=True,

@@ -238,6 +238,7 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "proxy_listen",
             "proxy_http_port",
             "proxy_https_port",
+            "proxy_access_log",
             "proxy_synced_at",
             "proxy_error",
             "created_at",

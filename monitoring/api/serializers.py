@@ -60,12 +60,29 @@ class UsagePointSerializer(serializers.Serializer):
     samples = serializers.IntegerField(help_text="Readings behind the point.")
 
 
+class RequestPointSerializer(serializers.Serializer):
+    t = serializers.DateTimeField(help_text="Start of the bucket (the collection tick for raw).")
+    requests = serializers.IntegerField()
+    status_2xx = serializers.IntegerField(allow_null=True, help_text="Empty for days.")
+    status_3xx = serializers.IntegerField(allow_null=True)
+    status_4xx = serializers.IntegerField(allow_null=True)
+    status_5xx = serializers.IntegerField(allow_null=True)
+    sent_mb = serializers.FloatField(allow_null=True, help_text="Response bytes (MiB).")
+    response_time_ms = serializers.FloatField(allow_null=True, help_text="Average.")
+    response_time_p95_ms = serializers.FloatField(
+        allow_null=True, help_text="95th percentile (the hour's highest tick for hours)."
+    )
+
+
 class UsageSeriesSerializer(serializers.Serializer):
     site = serializers.SlugField()
     resolution = serializers.ChoiceField(choices=usage.RESOLUTIONS)
     # `from` again: added in get_fields.
     to = serializers.DateTimeField()
     series = UsagePointSerializer(many=True)
+    requests = RequestPointSerializer(
+        many=True, help_text="Requests through the site's proxy, from its access log."
+    )
 
     def get_fields(self):
         fields = super().get_fields()

@@ -67,6 +67,7 @@ class SiteUsageView(SiteScopedMixin, generics.GenericAPIView):
                 "from": usage.iso(start),
                 "to": usage.iso(end),
                 "series": usage.series(self.site, start, end, resolution),
+                "requests": usage.requests_series(self.site, start, end, resolution),
             }
         )
 

@@ -80,6 +80,7 @@ def proxied_host(docker_host) -> DockerHost:
     docker_host.proxy_admin = admin
     docker_host.proxy_listen = "127.0.0.1"
     docker_host.proxy_http_port = docker_engines.free_port()
+    docker_host.proxy_access_log = str(caddy_proxies.access_log("1"))
     docker_host.save()
     yield docker_host
     caddy_proxies.stop("1")

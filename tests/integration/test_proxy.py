@@ -18,6 +18,8 @@ from django.utils import timezone
 from hosting import caddy, deployments, proxy, services, tasks
 from hosting.models import Container, Deployment, DockerHost, Domain, Site
 from hosting.reconcile import converge_now
+from monitoring import traffic
+from monitoring.models import TrafficSample
 from tests import caddy_proxies
 from tests.docker_engines import free_port
 from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
@@ -358,6 +360,33 @@ def test_each_hosts_sites_are_routed_by_that_hosts_proxy(
     finally:
         caddy_proxies.stop("2")
         caddy_proxies.forget("2")
+
+
+def test_requests_through_the_proxy_are_counted_per_site(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    other = running_static_site(org, owner, name="Other")
+    wait_status(proxied_host, site.subdomain, 200)
+    traffic.collect_host(proxied_host)  # what the waiting above sent
+    TrafficSample.objects.all().delete()
+
+    for _ in range(25):
+        assert get(proxied_host, site.subdomain)[0] == 200
+    for _ in range(3):
+        assert get(proxied_host, other.subdomain, "/missing")[0] == 404
+    get(proxied_host, "nobody.sites.localhost")
+    deadline = time.monotonic() + 10  # Caddy writes the lines as the requests end
+    counted = 0
+    while counted < 28 and time.monotonic() < deadline:
+        counted += traffic.collect_host(proxied_host)
+        time.sleep(0.1)
+
+    mine = TrafficSample.objects.filter(site=site)
+    assert sum(s.requests for s in mine) == 25 == sum(s.status_2xx for s in mine)
+    assert sum(s.bytes_sent for s in mine) > 25 * len("hostpanel test site")
+    assert all(s.response_time_avg_ms > 0 for s in mine)
+    theirs = TrafficSample.objects.filter(site=other)
+    assert sum(s.status_4xx for s in theirs) == 3
+    assert counted == 28  # the unknown name is nobody's
 
 
 # --- deployments under load -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditLog
 from monitoring import retention
-from monitoring.models import DailyUsage, HealthCheck, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
 from tests.hosting.factories import make_site
 
 
@@ -55,6 +55,18 @@ def checks(site, when, n):
     )
 
 
+def traffic(site, when, n):
+    return TrafficSample.objects.bulk_create(
+        TrafficSample(
+            organization_id=site.organization_id,
+            site=site,
+            timestamp=when - timedelta(seconds=i),
+            requests=1,
+        )
+        for i in range(n)
+    )
+
+
 def daily(site, days_ago):
     today = timezone.now().date()
     return DailyUsage.objects.bulk_create(
@@ -79,6 +91,8 @@ def test_only_old_rows_are_deleted(periods, site):
     new_samples = samples(site, now - timedelta(days=29, hours=23), 3)
     old_checks = checks(site, now - timedelta(days=15), 2)
     new_checks = checks(site, now - timedelta(days=13), 2)
+    traffic(site, now - timedelta(days=30, minutes=1), 3)  # requests: kept as long as samples
+    new_traffic = traffic(site, now - timedelta(days=29, hours=23), 1)
     daily(site, [366, 400])  # past a year
     kept_daily = daily(site, [365, 364, 0])
     old_audit = audit_rows(now - timedelta(days=366), 2)
@@ -87,8 +101,15 @@ def test_only_old_rows_are_deleted(periods, site):
 
     result = retention.apply_retention()
 
-    assert result == {"usage_samples": 4, "health_checks": 2, "daily_usage": 2, "audit_logs": 2}
+    assert result == {
+        "usage_samples": 4,
+        "traffic_samples": 3,
+        "health_checks": 2,
+        "daily_usage": 2,
+        "audit_logs": 2,
+    }
     assert set(UsageSample.objects.values_list("pk", flat=True)) == {s.pk for s in new_samples}
+    assert set(TrafficSample.objects.values_list("pk", flat=True)) == {t.pk for t in new_traffic}
     assert set(HealthCheck.objects.values_list("pk", flat=True)) == {c.pk for c in new_checks}
     assert set(DailyUsage.objects.values_list("pk", flat=True)) == {d.pk for d in kept_daily}
     assert not AuditLog.objects.filter(pk__in=[a.pk for a in old_audit]).exists()
@@ -124,7 +145,13 @@ def test_deletes_in_batches(periods, site, monkeypatch):
     with CaptureQueriesContext(connection) as queries:
         result = retention.apply_retention()
 
-    assert result == {"usage_samples": 7, "health_checks": 6, "daily_usage": 1, "audit_logs": 5}
+    assert result == {
+        "usage_samples": 7,
+        "traffic_samples": 0,
+        "health_checks": 6,
+        "daily_usage": 1,
+        "audit_logs": 5,
+    }
     assert deletes_from(queries, UsageSample) == 3  # 3 + 3 + 1
     assert deletes_from(queries, HealthCheck) == 3  # 3 + 3 + an empty one that ends the loop
     assert deletes_from(queries, DailyUsage) == 1
@@ -136,6 +163,12 @@ def test_nothing_to_delete(periods, site):
     samples(site, timezone.now(), 2)
     with CaptureQueriesContext(connection) as queries:
         result = retention.apply_retention()
-    assert result == {"usage_samples": 0, "health_checks": 0, "daily_usage": 0, "audit_logs": 0}
+    assert result == {
+        "usage_samples": 0,
+        "traffic_samples": 0,
+        "health_checks": 0,
+        "daily_usage": 0,
+        "audit_logs": 0,
+    }
     assert deletes_from(queries, UsageSample) == 1
     assert UsageSample.objects.count() == 2

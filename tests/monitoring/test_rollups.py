@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from monitoring.models import DailyUsage, HealthCheck, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
 from monitoring.rollups import rollup_day
 from tests.hosting.factories import make_site
 
@@ -248,3 +248,38 @@ def test_one_statement_per_run(sites, usage_interval):
     assert "SELECT" in sql
     assert "GROUP BY" in sql
     assert "ON CONFLICT" in sql
+
+
+def traffic(site, when: datetime, *, requests: int, avg_ms: float):
+    return TrafficSample(
+        organization_id=site.organization_id,
+        site=site,
+        timestamp=when,
+        requests=requests,
+        status_2xx=requests,
+        response_time_avg_ms=avg_ms,
+    )
+
+
+def test_requests_and_their_response_time_come_from_the_access_log(sites, usage_interval):
+    alpha, beta = sites
+    UsageSample.objects.bulk_create(
+        [sample(alpha, at(DAY, 10)), sample(beta, at(DAY, 10)), sample(alpha, at(DAY, 11))]
+    )
+    TrafficSample.objects.bulk_create(
+        [
+            traffic(alpha, at(DAY, 10), requests=30, avg_ms=10.0),
+            traffic(alpha, at(DAY, 23, 59, 59), requests=10, avg_ms=50.0),
+            traffic(alpha, at(DAY + timedelta(days=1), 0, 0, 0), requests=999, avg_ms=999.0),
+        ]
+    )
+    HealthCheck.objects.bulk_create([check(alpha, at(DAY, 10), ms=500.0), check(beta, at(DAY, 10))])
+
+    rollup_day(DAY)
+
+    by_site = {r["site_id"]: r for r in DailyUsage.objects.filter(date=DAY).values()}
+    assert by_site[alpha.pk]["total_requests"] == 40
+    assert by_site[alpha.pk]["avg_response_time_ms"] == pytest.approx(20.0)  # weighted
+    # Not behind a proxy that logs: no request count, and the health checks' time.
+    assert by_site[beta.pk]["total_requests"] is None
+    assert by_site[beta.pk]["avg_response_time_ms"] == pytest.approx(100.0)

@@ -17,7 +17,7 @@ from accounts.models import Role
 from hosting import services
 from monitoring import usage
 from monitoring.api.serializers import UsagePointSerializer, UsageSeriesSerializer
-from monitoring.models import DailyUsage, UsageSample
+from monitoring.models import DailyUsage, TrafficSample, UsageSample
 from tests.api_mixin import SingletonEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
 from tests.factories import add_member
@@ -435,7 +435,7 @@ def point(t, cpu, cpu_max, memory, memory_max, bandwidth, samples) -> dict:
 
 class TestUsageApi(SingletonEndpointMixin):
     min_roles = {"read": Role.VIEWER}
-    max_read_queries = 5  # session, user, organization (+role), site, samples
+    max_read_queries = 6  # session, user, organization (+role), site, samples, requests
 
     def make_site(self, cast):
         return make_site(cast.org, name="Measured")
@@ -451,3 +451,58 @@ class TestUsageCsvApi(SingletonEndpointMixin):
 
     def url(self, org, site):
         return csv_url(org)
+
+
+# --- requests -----------------------------------------------------------------------------
+
+
+def tick(site, at, requests, ms, p95, s4=0):
+    return TrafficSample(
+        organization_id=site.organization_id, site=site, timestamp=at, requests=requests,
+        status_2xx=requests - s4, status_4xx=s4, bytes_sent=requests * MB // 4,
+        response_time_avg_ms=ms, response_time_p95_ms=p95,
+    )  # fmt: skip
+
+
+def test_requests_come_per_tick_hour_and_day(cast, site):
+    other = make_site(cast.org, name="Other")
+    TrafficSample.objects.bulk_create(
+        [
+            tick(site, T0, 10, 20.0, 40.0, s4=2),
+            tick(site, T0 + timedelta(minutes=30), 30, 40.0, 90.0),
+            tick(site, T0 + H(1), 4, 5.0, 6.0),
+            tick(site, T0 - timedelta(seconds=1), 99, 1.0, 1.0),  # before the range
+            tick(other, T0, 77, 1.0, 1.0),  # another site's
+        ]
+    )
+    DailyUsage.objects.create(
+        organization=cast.org, site=site, date=T0.date(), total_requests=44,
+        avg_response_time_ms=31.5,
+    )  # fmt: skip
+    client = client_for(cast.viewer)
+    window = {"from": q(T0), "to": q(T0 + H(2))}
+
+    raw = get(client, cast.org, resolution="raw", **window).json()["requests"]
+    assert [(p["t"], p["requests"], p["status_4xx"]) for p in raw] == [
+        ("2025-03-10T10:00:00Z", 10, 2),
+        ("2025-03-10T10:30:00Z", 30, 0),
+        ("2025-03-10T11:00:00Z", 4, 0),
+    ]
+    assert raw[0]["sent_mb"] == 2.5 and raw[0]["response_time_p95_ms"] == 40.0
+
+    hourly = get(client, cast.org, resolution="hour", **window).json()["requests"]
+    assert hourly[0] == {
+        "t": "2025-03-10T10:00:00Z",
+        "requests": 40,
+        "status_2xx": 38,
+        "status_3xx": 0,
+        "status_4xx": 2,
+        "status_5xx": 0,
+        "sent_mb": 10.0,
+        "response_time_ms": 35.0,  # weighted by requests: (10*20 + 30*40) / 40
+        "response_time_p95_ms": 90.0,
+    }
+    daily = get(client, cast.org, resolution="day", **window).json()["requests"]
+    assert [(p["t"], p["requests"], p["response_time_ms"]) for p in daily] == [
+        ("2025-03-10T00:00:00Z", 44, 31.5)
+    ]

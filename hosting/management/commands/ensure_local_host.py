@@ -22,8 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--proxy-admin", default="", help="unix:///path/admin.sock")
         parser.add_argument("--http-port", type=int, default=8080)
         parser.add_argument("--https-port", type=int, default=8443)
+        parser.add_argument("--access-log", default="", help="where that Caddy logs requests")
 
-    def handle(self, *args, proxy_admin, http_port, https_port, **options):
+    def handle(self, *args, proxy_admin, http_port, https_port, access_log, **options):
         if not DockerHost.objects.exists():
             endpoint = os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
             if not endpoint.startswith(("unix://", "tcp://", "ssh://")):
@@ -38,6 +39,7 @@ class Command(BaseCommand):
                     proxy_admin=proxy_admin,
                     proxy_http_port=http_port,
                     proxy_https_port=https_port,
+                    proxy_access_log=access_log,
                 )
                 self.stdout.write(
                     f"Host {host.name}: its sites are routed by the proxy at {proxy_admin} "

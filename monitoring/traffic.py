@@ -1,0 +1,188 @@
+"""Requests per site, from each host's Caddy access log (JSON lines; hosting/proxy.py turns
+it on when the host has `proxy_access_log`).
+
+Each collection tick reads what was appended since the last one (the cursor: the file's
+inode and a byte offset), complete lines only, and writes one TrafficSample per site that
+had requests, with the new cursor, in one transaction: a crash re-reads, never skips or
+counts twice. When Caddy has rolled the file, the rest of the old one (found by its inode
+in the same folder) is read first, so nothing between two ticks is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from django.db import transaction
+from django.utils import timezone
+
+from hosting.models import DockerHost, Domain, Site
+from monitoring.models import AccessLogCursor, TrafficSample
+
+log = logging.getLogger(__name__)
+
+# At most this much log is read per host per tick; the rest waits for the next one.
+MAX_BYTES_PER_TICK = 64 * 2**20
+
+
+@dataclass
+class Tally:
+    requests: int = 0
+    statuses: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    bytes_sent: int = 0
+    durations: list[float] = field(default_factory=list)
+    last_ts: float = 0.0
+
+    def add(self, status: int, size: int, duration: float, ts: float) -> None:
+        self.requests += 1
+        klass = status // 100
+        if 1 <= klass <= 5:
+            self.statuses[klass - 1] += 1
+        self.bytes_sent += size
+        self.durations.append(duration)
+        self.last_ts = max(self.last_ts, ts)
+
+    def merge(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.statuses = [a + b for a, b in zip(self.statuses, other.statuses, strict=True)]
+        self.bytes_sent += other.bytes_sent
+        self.durations += other.durations
+        self.last_ts = max(self.last_ts, other.last_ts)
+
+    def sample(self, site: Site, at: datetime) -> TrafficSample:
+        ordered = sorted(self.durations)
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] if ordered else 0.0
+        return TrafficSample(
+            organization_id=site.organization_id,
+            site=site,
+            timestamp=at,
+            requests=self.requests,
+            status_1xx=self.statuses[0],
+            status_2xx=self.statuses[1],
+            status_3xx=self.statuses[2],
+            status_4xx=self.statuses[3],
+            status_5xx=self.statuses[4],
+            bytes_sent=self.bytes_sent,
+            response_time_avg_ms=sum(ordered) / len(ordered) * 1000 if ordered else 0.0,
+            response_time_p95_ms=p95 * 1000,
+            last_request_at=datetime.fromtimestamp(self.last_ts, UTC) if self.last_ts else None,
+        )
+
+
+def tally_lines(data: bytes) -> dict[str, Tally]:
+    """Per requested host name (lowercase, no port): the requests in these log lines.
+    Lines that are not access entries are skipped."""
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    loads = orjson.loads
+    for line in data.splitlines():
+        try:
+            entry = loads(line)
+            name = entry["request"]["host"]
+            status = int(entry["status"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue
+        name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+        tallies[name.lower()].add(
+            status,
+            int(entry.get("size") or 0),
+            float(entry.get("duration") or 0.0),
+            float(entry.get("ts") or 0.0),
+        )
+    return tallies
+
+
+def site_names(host: DockerHost) -> dict[str, Site]:
+    """Every name the host's proxy may route, to its site (deleted sites' old names too:
+    their last requests still count)."""
+    sites = {s.pk: s for s in Site.objects.filter(host=host).select_related("organization")}
+    names = {site.subdomain.lower(): site for site in sites.values()}
+    for hostname, site_id in Domain.objects.filter(site__in=list(sites)).values_list(
+        "hostname", "site_id"
+    ):
+        names[hostname.lower()] = sites[site_id]
+    return names
+
+
+def _rolled_file(path: Path, inode: int) -> Path | None:
+    """The rolled-away file that still has this inode (Caddy renames it beside the log)."""
+    for candidate in path.parent.glob(f"{path.stem}-*{path.suffix}"):
+        try:
+            if candidate.stat().st_ino == inode:
+                return candidate
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def _read_complete_lines(path: Path, offset: int, limit: int) -> bytes:
+    with open(path, "rb") as stream:
+        stream.seek(offset)
+        data = stream.read(limit)
+    return data[: data.rfind(b"\n") + 1]
+
+
+def collect_host(host: DockerHost, now: datetime | None = None) -> int:
+    """Read the host's access log since the last tick; returns requests counted."""
+    if not host.proxy_access_log:
+        return 0
+    path = Path(host.proxy_access_log)
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return 0
+    cursor, _ = AccessLogCursor.objects.get_or_create(host=host)
+    chunks: list[bytes] = []
+    budget = MAX_BYTES_PER_TICK
+    offset = cursor.offset
+    if cursor.inode and cursor.inode != stat.st_ino:
+        rolled = _rolled_file(path, cursor.inode)
+        if rolled is not None:
+            chunks.append(_read_complete_lines(rolled, cursor.offset, budget))
+            budget -= len(chunks[-1])
+        else:
+            log.warning("host %s: access log rolled away unread after byte %s", host.name, offset)
+        offset = 0
+    elif stat.st_size < offset:  # truncated in place
+        offset = 0
+    fresh = _read_complete_lines(path, offset, max(budget, 0)) if budget > 0 else b""
+    chunks.append(fresh)
+    if not any(chunks) and cursor.inode == stat.st_ino:
+        return 0
+
+    names = site_names(host)
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    for chunk in chunks:
+        for name, tally in tally_lines(chunk).items():
+            tallies[name].merge(tally)
+    per_site: dict[object, Tally] = defaultdict(Tally)
+    sites: dict[object, Site] = {}
+    for name, tally in tallies.items():
+        site = names.get(name)
+        if site is None:
+            continue  # an unknown name: its 404 is the proxy's, not a site's
+        sites[site.pk] = site
+        per_site[site.pk].merge(tally)
+    at = now or timezone.now()
+    with transaction.atomic():
+        TrafficSample.objects.bulk_create(
+            tally.sample(sites[pk], at) for pk, tally in per_site.items()
+        )
+        AccessLogCursor.objects.filter(pk=cursor.pk).update(
+            inode=stat.st_ino, offset=offset + len(fresh), read_at=at
+        )
+    return sum(t.requests for t in per_site.values())
+
+
+def collect_all(now: datetime | None = None) -> dict[str, int]:
+    """Every host whose proxy writes an access log this machine can read."""
+    counted = {}
+    for host in DockerHost.objects.exclude(proxy_access_log=""):
+        try:
+            counted[host.name] = collect_host(host, now)
+        except OSError as exc:
+            log.warning("host %s: access log not read: %s", host.name, exc)
+    return counted
