@@ -318,6 +318,10 @@ def container_spec(
         "devices": [],
         **limit_kwargs(limits),
     }
+    if host.network_mode not in ("host", "none"):
+        # On a bridge or named network the port is published on the host's address only:
+        # the proxy reaches it there; nothing listens on the machine's other interfaces.
+        spec["ports"] = {f"{port}/tcp": (host.address, port)}
     if host.supports_disk_quota:
         spec["storage_opt"] = {"size": f"{limits.disk_mb}M"}
     return spec

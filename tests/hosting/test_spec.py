@@ -149,6 +149,15 @@ def test_limits_become_memory_swap_cpu_and_pids(memory_mb, cpu_percent, max_proc
     assert spec["pids_limit"] == max_processes
 
 
+def test_a_bridged_container_publishes_its_port_on_the_hosts_address_only():
+    bridged = spec_of(host=host_of(network_mode="bridge", address="10.0.0.5"))
+    port = bridged["environment"]["PORT"]
+    assert bridged["ports"] == {f"{port}/tcp": ("10.0.0.5", int(port))}
+    assert bridged["environment"]["HOST"] == "0.0.0.0"  # noqa: S104 -- in its own namespace
+    for mode in ("host", "none"):  # the host's own network, or none: nothing to publish
+        assert "ports" not in spec_of(host=host_of(network_mode=mode))
+
+
 def test_disk_quota_only_where_the_storage_driver_supports_it():
     assert "storage_opt" not in spec_of(host=host_of(supports_disk_quota=False))
     spec = spec_of(limits=limits_of(disk_mb=2048), host=host_of(supports_disk_quota=True))
