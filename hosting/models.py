@@ -180,6 +180,11 @@ class Site(TimeStampedModel):
     )
     reconcile_error = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    throttled_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Over its requests_per_minute: the proxy answers 429 until then.",
+    )
     deleted_at = models.DateTimeField(null=True, blank=True)
     deployed_image = models.CharField(
         max_length=255, blank=True, help_text="Image built by the last successful deployment."

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Prefetch
 from django.utils import timezone
+from django.utils.http import http_date
 
 from hosting import caddy, cloudflare
 from hosting.models import (
@@ -125,6 +126,13 @@ def _serving(site: Site) -> Container | None:
 
 def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
     container = _serving(site)
+    if site.throttled_until is not None and site.throttled_until > timezone.now():
+        return _static(
+            429,
+            "Too many requests",
+            "This site is over its requests per minute; try again shortly.",
+            **{"Retry-After": http_date(site.throttled_until.timestamp())},
+        )
     if (
         site.desired_state == DesiredState.RUNNING
         and site.observed_state == ObservedState.RUNNING

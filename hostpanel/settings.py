@@ -260,6 +260,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # (hostpanel.claims) so two beats or workers never run it twice at once.
 SYNC_INTERVAL = env.int("SYNC_INTERVAL_SECONDS", default=60)
 USAGE_INTERVAL = env.int("USAGE_INTERVAL_SECONDS", default=30)
+# The proxies' access logs are read this often: request counts, and how soon a site over its
+# requests_per_minute is answered 429.
+TRAFFIC_INTERVAL = env.int("TRAFFIC_INTERVAL_SECONDS", default=5)
 HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)
 # Base of the exponential backoff (with jitter) for retries of transient Docker errors.
 TASK_RETRY_BACKOFF_SECONDS = env.float("TASK_RETRY_BACKOFF_SECONDS", default=2.0)
@@ -294,7 +297,7 @@ CELERY_BEAT_SCHEDULE = {
     "purge-expired-codes": _every(600, "accounts.tasks.purge_expired_codes"),
     "sync-containers": _every(SYNC_INTERVAL, "hosting.tasks.sync_all_hosts"),
     "collect-usage": _every(USAGE_INTERVAL, "monitoring.tasks.collect_usage"),
-    "collect-traffic": _every(USAGE_INTERVAL, "monitoring.tasks.collect_traffic"),
+    "collect-traffic": _every(TRAFFIC_INTERVAL, "monitoring.tasks.collect_traffic"),
     "health-checks": _every(HEALTH_INTERVAL, "monitoring.tasks.run_health_checks"),
     "measure-disk": _every(300, "monitoring.tasks.measure_disk"),
     "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),

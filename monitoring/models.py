@@ -64,6 +64,9 @@ class TrafficSample(models.Model):
     status_3xx = models.PositiveIntegerField(default=0)
     status_4xx = models.PositiveIntegerField(default=0)
     status_5xx = models.PositiveIntegerField(default=0)
+    status_429 = models.PositiveIntegerField(
+        default=0, help_text="Of the 4xx: too many requests (the proxy's throttle, mostly)."
+    )
     bytes_sent = models.PositiveBigIntegerField(default=0)
     response_time_avg_ms = models.FloatField(default=0)
     response_time_p95_ms = models.FloatField(default=0)

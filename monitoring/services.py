@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from audit import actions
 from audit.services import record
@@ -152,4 +153,26 @@ def record_breach(
             )
     except IntegrityError:
         return False  # another run recorded this breach first
+    return True
+
+
+def throttle_site(site: Site, until, served: int, allowed: int) -> bool:
+    """The proxy answers the site's visitors 429 until `until` (one audit entry per
+    throttle); False when a concurrent collector throttled it first."""
+    with transaction.atomic():
+        taken = Site.objects.filter(pk=site.pk).exclude(throttled_until__gt=timezone.now())
+        if not taken.update(throttled_until=until):
+            return False
+        record(
+            actions.SITE_THROTTLE,
+            organization=site.organization,
+            target=site,
+            changes={
+                "limit": "requests_per_minute",
+                "measured": served,
+                "allowed": allowed,
+                "until": until.isoformat(),
+            },
+        )
+    site.throttled_until = until
     return True

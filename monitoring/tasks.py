@@ -112,8 +112,10 @@ def apply_retention() -> dict:
 @shared_task(acks_late=True, ignore_result=True)
 def collect_traffic() -> dict[str, int]:
     """Requests per site since the last tick, from each host's proxy access log."""
-    interval = timedelta(seconds=settings.USAGE_INTERVAL)
-    with claim("monitoring.collect_traffic", ttl=interval * 4, min_interval=interval * 0.8) as mine:
+    interval = timedelta(seconds=settings.TRAFFIC_INTERVAL)
+    with claim(
+        "monitoring.collect_traffic", ttl=interval * 12, min_interval=interval * 0.8
+    ) as mine:
         if not mine:
             return {}
         return traffic.collect_all()

@@ -13,26 +13,31 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
 from django.db import transaction
+from django.db.models import F, Sum
 from django.utils import timezone
 
+from hosting import caddy, proxy
 from hosting.models import DockerHost, Domain, Site
+from monitoring import services
 from monitoring.models import AccessLogCursor, TrafficSample
 
 log = logging.getLogger(__name__)
 
 # At most this much log is read per host per tick; the rest waits for the next one.
 MAX_BYTES_PER_TICK = 64 * 2**20
+THROTTLE_WINDOW_SECONDS = 60
 
 
 @dataclass
 class Tally:
     requests: int = 0
     statuses: list[int] = field(default_factory=lambda: [0, 0, 0, 0, 0])
+    throttled: int = 0
     bytes_sent: int = 0
     durations: list[float] = field(default_factory=list)
     last_ts: float = 0.0
@@ -42,6 +47,7 @@ class Tally:
         klass = status // 100
         if 1 <= klass <= 5:
             self.statuses[klass - 1] += 1
+        self.throttled += status == 429
         self.bytes_sent += size
         self.durations.append(duration)
         self.last_ts = max(self.last_ts, ts)
@@ -49,6 +55,7 @@ class Tally:
     def merge(self, other: Tally) -> None:
         self.requests += other.requests
         self.statuses = [a + b for a, b in zip(self.statuses, other.statuses, strict=True)]
+        self.throttled += other.throttled
         self.bytes_sent += other.bytes_sent
         self.durations += other.durations
         self.last_ts = max(self.last_ts, other.last_ts)
@@ -66,6 +73,7 @@ class Tally:
             status_3xx=self.statuses[2],
             status_4xx=self.statuses[3],
             status_5xx=self.statuses[4],
+            status_429=self.throttled,
             bytes_sent=self.bytes_sent,
             response_time_avg_ms=sum(ordered) / len(ordered) * 1000 if ordered else 0.0,
             response_time_p95_ms=p95 * 1000,
@@ -174,7 +182,39 @@ def collect_host(host: DockerHost, now: datetime | None = None) -> int:
         AccessLogCursor.objects.filter(pk=cursor.pk).update(
             inode=stat.st_ino, offset=offset + len(fresh), read_at=at
         )
+    enforce_request_limits(host, at)
     return sum(t.requests for t in per_site.values())
+
+
+def enforce_request_limits(host: DockerHost, now: datetime) -> bool:
+    """Seed 002's requests_per_minute, at the edge: a site whose requests of the last minute
+    (read from the log; the proxy's own 429s not counted) pass its limit is answered 429 by
+    the proxy for a minute; an ended throttle is lifted. Returns whether the proxy changed."""
+    window = now - timedelta(seconds=THROTTLE_WINDOW_SECONDS)
+    counts = dict(
+        TrafficSample.objects.filter(site__host=host, timestamp__gt=window)
+        .values("site")
+        .annotate(served=Sum(F("requests") - F("status_429")))
+        .values_list("site", "served")
+    )
+    changed = False
+    over = Site.objects.filter(
+        pk__in=list(counts), limits__requests_per_minute__gt=0
+    ).select_related("limits", "organization")
+    for site in over:
+        allowed = site.limits.requests_per_minute
+        throttled = site.throttled_until is not None and site.throttled_until > now
+        if counts[site.pk] > allowed and not throttled:
+            until = now + timedelta(seconds=THROTTLE_WINDOW_SECONDS)
+            changed |= services.throttle_site(site, until, counts[site.pk], allowed)
+    lifted = Site.objects.filter(host=host, throttled_until__lte=now).update(throttled_until=None)
+    changed |= bool(lifted)
+    if changed:
+        try:
+            proxy.sync_host(host)
+        except caddy.ProxyUnavailable as exc:
+            log.warning("host %s: throttle not applied yet: %s", host.name, exc)
+    return changed
 
 
 def collect_all(now: datetime | None = None) -> dict[str, int]:

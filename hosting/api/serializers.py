@@ -71,6 +71,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "reconcile_status",
             "reconcile_error",
             "reconciled_at",
+            "throttled_until",
             "limits",
             "created_at",
             "updated_at",
@@ -78,6 +79,7 @@ class SiteSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "id",
             "host",
+            "throttled_until",
             "observed_state",
             "needs_restart",
             "reconcile_status",

@@ -13,6 +13,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from hosting import caddy, deployments, proxy, services, tasks
@@ -387,6 +388,51 @@ def test_requests_through_the_proxy_are_counted_per_site(proxied_host, org, owne
     theirs = TrafficSample.objects.filter(site=other)
     assert sum(s.status_4xx for s in theirs) == 3
     assert counted == 28  # the unknown name is nobody's
+
+
+def test_a_site_over_its_requests_per_minute_gets_429_from_the_proxy(proxied_host, org, owner):
+    site = running_static_site(org, owner)
+    services.update_limits(site, actor=owner, requests_per_minute=20)
+    converge_now(site)
+    wait_status(proxied_host, site.subdomain, 200)
+    traffic.collect_host(proxied_host)
+    TrafficSample.objects.all().delete()  # the minute starts now
+
+    stop = threading.Event()
+
+    def collector():  # the beat's collect_traffic, every 0.2 s here
+        try:
+            while not stop.is_set():
+                traffic.collect_host(DockerHost.objects.get(pk=proxied_host.pk))
+                stop.wait(0.2)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=collector, daemon=True)
+    thread.start()
+    statuses, breach_at, first_429, retry_after = [], None, None, None
+    try:
+        for n in range(200):  # bounded: at most 200 requests, about 20 a second
+            status, _, headers = get(proxied_host, site.subdomain)
+            statuses.append(status)
+            if n == 20:
+                breach_at = time.monotonic()  # the 21st request of the minute is over
+            if status == 429:
+                first_429, retry_after = time.monotonic(), headers.get("Retry-After")
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+
+    assert first_429 is not None and breach_at is not None, statuses
+    lag_ms = 1000 * (first_429 - breach_at)
+    print(f"\nrequests_per_minute=20: first 429 {lag_ms:.0f} ms after the breach")
+    assert statuses[:21] == [200] * 21
+    assert retry_after and retry_after.endswith("GMT")
+    assert first_429 - breach_at < 5
+    site.refresh_from_db()
+    assert site.throttled_until is not None
 
 
 # --- deployments under load -----------------------------------------------------------------

@@ -117,3 +117,49 @@ def test_a_host_without_a_log_or_a_missing_file_counts_nothing(cast, logged):
     host.refresh_from_db()
     assert traffic.collect_host(host) == 0
     assert traffic.collect_all() == {}
+
+
+# --- requests per minute, at the edge -----------------------------------------------------
+
+
+def test_a_site_over_its_requests_per_minute_is_throttled_for_a_minute(cast, logged):
+    from datetime import timedelta
+
+    from audit.models import AuditLog
+    from hosting import proxy, services
+    from hosting.models import Site
+
+    host, path = logged
+    shop = make_site(cast.org, name="Shop")
+    services.update_limits(shop, actor=None, requests_per_minute=5)
+    name = "shop-acme.sites.localhost"
+    path.write_text(line(name) * 5)
+    traffic.collect_host(host)
+    assert Site.objects.get(pk=shop.pk).throttled_until is None  # at the limit, not over
+
+    with open(path, "a") as log:
+        log.write(line(name) * 2)
+    now = datetime.now(UTC)
+    traffic.collect_host(host, now=now)
+
+    shop.refresh_from_db()
+    assert shop.throttled_until == now + timedelta(seconds=60)
+    [entry] = AuditLog.objects.filter(action="site.throttle", target_id=str(shop.pk))
+    assert entry.changes["measured"] == 7 and entry.changes["allowed"] == 5
+    DockerHost.objects.filter(pk=host.pk).update(proxy_admin="unix:///nonexistent/admin.sock")
+    host.refresh_from_db()
+    route = next(
+        r
+        for r in proxy.render(host)["apps"]["http"]["servers"][proxy.SERVER]["routes"]
+        if r.get("@id") == f"site-{shop.pk}"
+    )
+    page = route["handle"][0]
+    assert page["status_code"] == 429 and page["headers"]["Retry-After"]
+
+    # The proxy's own 429s do not keep it throttled; once the minute is over it is lifted.
+    with open(path, "a") as log:
+        log.write(line(name, status=429) * 50)
+    traffic.collect_host(host, now=now + timedelta(seconds=61))
+    shop.refresh_from_db()
+    assert shop.throttled_until is None
+    assert AuditLog.objects.filter(action="site.throttle").count() == 1
