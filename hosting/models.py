@@ -121,6 +121,7 @@ class ObservedState(models.TextChoices):
     MISSING = "missing", "Missing"
     REMOVED = "removed", "Removed"
     STOPPED = "stopped", "Stopped"  # stopped and never run: no container exists
+    SLEEPING = "sleeping", "Sleeping"  # idle: stopped until the next visit wakes it
 
 
 class ReconcileStatus(models.TextChoices):
@@ -180,6 +181,16 @@ class Site(TimeStampedModel):
     )
     reconcile_error = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    sleep_after_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(10080)],
+        help_text="Stop the container after this many minutes without a visitor; the next "
+        "visit wakes it. Empty: never sleep.",
+    )
+    asleep_since = models.DateTimeField(
+        null=True, blank=True, help_text="Idle since then: stopped until a visit wakes it."
+    )
     throttled_until = models.DateTimeField(
         null=True,
         blank=True,

@@ -17,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 SERVER = "hostpanel"
 SERVER_TLS = "hostpanel-tls"
 ASK_PATH = "/api/v1/proxy/ask/"
+WAKE_PATH = "/api/v1/proxy/wake/"
 ACCESS_LOGGER = "hostpanel_access"
 ACCESS_LOG_ROLL_MB = 100
 # A hostname as Caddy's host matcher gets it: labels of letters, digits and hyphens.
@@ -63,6 +65,12 @@ def _page(title: str, text: str) -> str:
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
         "<small>hostpanel</small></body></html>"
     )
+
+
+def waking_page() -> str:
+    """What a visitor of a sleeping site sees while it starts (the page reloads itself)."""
+    page = _page("Waking this site up", "It was asleep for lack of visitors; one moment.")
+    return page.replace("<head>", '<head><meta http-equiv="refresh" content="2">', 1)
 
 
 def _static(status: int, title: str, text: str, **headers: str) -> dict[str, Any]:
@@ -143,6 +151,8 @@ def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
             "upstreams": [{"dial": f"{host.address}:{container.port}"}],
             "load_balancing": {"try_duration": UPSTREAM_TRY_DURATION, "try_interval": "50ms"},
         }
+    if site.asleep_since is not None and site.desired_state == DesiredState.RUNNING:
+        return _wake_through_panel(site)
     if site.desired_state == DesiredState.STOPPED:
         return _static(503, "This site is stopped", "Its owner has stopped it.")
     return _static(
@@ -151,6 +161,35 @@ def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
         "It is not running yet; try again in a moment.",
         **{"Retry-After": "5"},
     )
+
+
+def _wake_through_panel(site: Site) -> dict[str, Any]:
+    """A sleeping site's visitors go to the panel, which wakes it (monitoring.traffic put it
+    to sleep) and sends them back once it answers."""
+    panel = urlsplit(settings.SITE_URL)
+    port = panel.port or (443 if panel.scheme == "https" else 80)
+    upstream: dict[str, Any] = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"{panel.hostname}:{port}"}],
+        "headers": {"request": {"set": {"Host": [panel.netloc]}}},
+    }
+    if panel.scheme == "https":
+        upstream["transport"] = {"protocol": "http", "tls": {}}
+    return {
+        "handler": "subroute",
+        "routes": [
+            {
+                "handle": [
+                    {
+                        "handler": "headers",
+                        "request": {"set": {"X-Hostpanel-Uri": ["{http.request.uri}"]}},
+                    },
+                    {"handler": "rewrite", "uri": f"{WAKE_PATH}{site.pk}/"},
+                    upstream,
+                ]
+            }
+        ],
+    }
 
 
 def _redirect_to_https(host: DockerHost) -> dict[str, Any]:

@@ -163,14 +163,15 @@ def _converge(site: Site) -> str:
     for row in extra:  # two serving containers only after a crash mid-replace
         runtime.remove_container(row)
 
-    if site.desired_state == DesiredState.STOPPED:
+    asleep = site.asleep_since is not None
+    if site.desired_state == DesiredState.STOPPED or asleep:
         if current is None:
-            return ObservedState.STOPPED
+            return ObservedState.SLEEPING if asleep else ObservedState.STOPPED
         _apply_limits(site, current)
         if listed[current.docker_id]["State"] in ("running", "restarting", "paused"):
             engine.stop(host, current.docker_id)
         _set_row_state(current, ObservedState.EXITED)
-        return ObservedState.EXITED
+        return ObservedState.SLEEPING if asleep else ObservedState.EXITED
 
     if current is not None and site.restart_requested and site.needs_restart:
         runtime.remove_container(current)

@@ -49,6 +49,7 @@ __all__ = ["NoHostAvailable", "current_container", "serving_containers", "site_e
 
 SITE_FIELDS = (
     "name",
+    "sleep_after_minutes",
     "slug",
     "site_type",
     "image",
@@ -64,6 +65,7 @@ SITE_FIELDS = (
 )
 EDITABLE_SITE_FIELDS = {
     "name",
+    "sleep_after_minutes",
     "image",
     "repository_url",
     "branch",
@@ -450,6 +452,32 @@ def start_site(site: Site, *, actor: User | None) -> Site:
         site = _lock_site(site)
         _want(site, actions.SITE_START, actor, desired_state=DesiredState.RUNNING)
     return site
+
+
+def put_to_sleep(site: Site) -> bool:
+    """An idle site sleeps: its container stops until a visit wakes it (the reconciler
+    stops it). False when it is no longer a running, awake site that sleeps."""
+    with transaction.atomic():
+        site = _lock_site(site)
+        if (
+            site.asleep_since is not None
+            or site.desired_state != DesiredState.RUNNING
+            or not site.sleep_after_minutes
+        ):
+            return False
+        _want(site, actions.SITE_SLEEP, None, asleep_since=timezone.now())
+    return True
+
+
+def wake_site(site: Site) -> bool:
+    """A visit to a sleeping site: the reconciler starts its container again. False when it
+    was not asleep (a second visitor, meanwhile)."""
+    with transaction.atomic():
+        site = _lock_site(site)
+        if site.asleep_since is None:
+            return False
+        _want(site, actions.SITE_WAKE, None, asleep_since=None)
+    return True
 
 
 def stop_site(site: Site, *, actor: User | None) -> Site:

@@ -263,6 +263,18 @@ USAGE_INTERVAL = env.int("USAGE_INTERVAL_SECONDS", default=30)
 # The proxies' access logs are read this often: request counts, and how soon a site over its
 # requests_per_minute is answered 429.
 TRAFFIC_INTERVAL = env.int("TRAFFIC_INTERVAL_SECONDS", default=5)
+# Requests from these user agents (substrings, any case) do not keep a site awake.
+SLEEP_IGNORE_USER_AGENTS = env.list(
+    "SLEEP_IGNORE_USER_AGENTS",
+    default=[
+        "UptimeRobot",
+        "Pingdom",
+        "StatusCake",
+        "Better Uptime",
+        "Uptime-Kuma",
+        "hostpanel-health",
+    ],
+)
 HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)
 # Base of the exponential backoff (with jitter) for retries of transient Docker errors.
 TASK_RETRY_BACKOFF_SECONDS = env.float("TASK_RETRY_BACKOFF_SECONDS", default=2.0)

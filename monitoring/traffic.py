@@ -17,12 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Sum
+from django.db.models import F, Max, Sum
 from django.utils import timezone
 
-from hosting import caddy, proxy
-from hosting.models import DockerHost, Domain, Site
+from hosting import caddy, proxy, reconcile
+from hosting import services as hosting_services
+from hosting.models import DesiredState, DockerHost, Domain, ObservedState, Site
 from monitoring import services
 from monitoring.models import AccessLogCursor, TrafficSample
 
@@ -40,9 +42,9 @@ class Tally:
     throttled: int = 0
     bytes_sent: int = 0
     durations: list[float] = field(default_factory=list)
-    last_ts: float = 0.0
+    last_ts: float = 0.0  # the last visit: uptime bots do not count (they would keep it awake)
 
-    def add(self, status: int, size: int, duration: float, ts: float) -> None:
+    def add(self, status: int, size: int, duration: float, ts: float, bot: bool = False) -> None:
         self.requests += 1
         klass = status // 100
         if 1 <= klass <= 5:
@@ -50,7 +52,8 @@ class Tally:
         self.throttled += status == 429
         self.bytes_sent += size
         self.durations.append(duration)
-        self.last_ts = max(self.last_ts, ts)
+        if not bot:
+            self.last_ts = max(self.last_ts, ts)
 
     def merge(self, other: Tally) -> None:
         self.requests += other.requests
@@ -86,19 +89,23 @@ def tally_lines(data: bytes) -> dict[str, Tally]:
     Lines that are not access entries are skipped."""
     tallies: dict[str, Tally] = defaultdict(Tally)
     loads = orjson.loads
+    bots = tuple(agent.lower() for agent in settings.SLEEP_IGNORE_USER_AGENTS)
     for line in data.splitlines():
         try:
             entry = loads(line)
-            name = entry["request"]["host"]
+            request = entry["request"]
+            name = request["host"]
             status = int(entry["status"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             continue
         name = name.rsplit(":", 1)[0] if not name.endswith("]") else name
+        agent = ((request.get("headers") or {}).get("User-Agent") or [""])[0].lower()
         tallies[name.lower()].add(
             status,
             int(entry.get("size") or 0),
             float(entry.get("duration") or 0.0),
             float(entry.get("ts") or 0.0),
+            bot=any(bot in agent for bot in bots) if bots and agent else False,
         )
     return tallies
 
@@ -183,7 +190,36 @@ def collect_host(host: DockerHost, now: datetime | None = None) -> int:
             inode=stat.st_ino, offset=offset + len(fresh), read_at=at
         )
     enforce_request_limits(host, at)
+    put_idle_sites_to_sleep(host, at)
     return sum(t.requests for t in per_site.values())
+
+
+def put_idle_sites_to_sleep(host: DockerHost, now: datetime) -> list[str]:
+    """Sites with `sleep_after_minutes` that had no visitor (uptime bots aside) for that
+    long since they last started go to sleep: the reconciler stops their container and the
+    proxy sends the next visitor to the panel, which wakes them. Returns their slugs."""
+    candidates = Site.objects.alive().filter(
+        host=host,
+        sleep_after_minutes__isnull=False,
+        asleep_since__isnull=True,
+        desired_state=DesiredState.RUNNING,
+        observed_state=ObservedState.RUNNING,
+    )
+    last_visits = dict(
+        TrafficSample.objects.filter(site__in=candidates, last_request_at__isnull=False)
+        .values("site")
+        .annotate(last=Max("last_request_at"))
+        .values_list("site", "last")
+    )
+    slept = []
+    for site in candidates.select_related("organization", "host"):
+        active = [t for t in (last_visits.get(site.pk), site.reconciled_at) if t is not None]
+        if not active or now - max(active) < timedelta(minutes=site.sleep_after_minutes):
+            continue
+        if hosting_services.put_to_sleep(site):
+            reconcile.converge_now(site)
+            slept.append(site.slug)
+    return slept
 
 
 def enforce_request_limits(host: DockerHost, now: datetime) -> bool:

@@ -71,6 +71,8 @@ class SiteSerializer(serializers.ModelSerializer):
             "reconcile_status",
             "reconcile_error",
             "reconciled_at",
+            "sleep_after_minutes",
+            "asleep_since",
             "throttled_until",
             "limits",
             "created_at",
@@ -79,6 +81,7 @@ class SiteSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "id",
             "host",
+            "asleep_since",
             "throttled_until",
             "observed_state",
             "needs_restart",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -356,3 +356,43 @@ class ProxyAskView(APIView):
         if not proxy.asks_for_certificate(domain):
             raise Http404
         return Response({"domain": domain.lower()})
+
+
+class ProxyWakeView(APIView):
+    """Where the proxy sends a sleeping site's visitors: the site is woken, and once it
+    answers (within RECONCILE_WAIT_SECONDS) the visitor is sent back to the address they
+    asked for (307); otherwise a "waking" page asks them to retry (503, Retry-After)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        request=None,
+        responses={
+            307: OpenApiResponse(description="Awake: back to the address asked for."),
+            404: OpenApiResponse(description="No such live site."),
+            503: OpenApiResponse(description="Still waking: retry after Retry-After."),
+        },
+    )
+    def get(self, request, site_id):
+        site = Site.objects.alive().select_related("organization", "host").filter(pk=site_id)
+        site = site.first()
+        if site is None:
+            raise Http404
+        services.wake_site(site)
+        site = reconcile.converge_now(site)
+        back = request.headers.get("X-Hostpanel-Uri", "/")
+        if not back.startswith("/") or back.startswith("//"):
+            back = "/"  # only a path on the site's own host
+        if site.observed_state == "running" and site.asleep_since is None:
+            response = HttpResponse(status=307, headers={"Location": back})
+        else:
+            response = HttpResponse(
+                proxy.waking_page(), status=503, content_type="text/html; charset=utf-8"
+            )
+            response["Retry-After"] = "2"
+        response["Cache-Control"] = "no-store"
+        return response
+
+    post = put = patch = delete = get

@@ -64,6 +64,7 @@ urlpatterns = [
     path("hooks/git/<uuid:webhook_id>/", deploys.GitWebhookView.as_view(), name="git-webhook"),
     path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),
     path("proxy/ask/", hosting.ProxyAskView.as_view(), name="proxy-ask"),
+    path("proxy/wake/<uuid:site_id>/", hosting.ProxyWakeView.as_view(), name="proxy-wake"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

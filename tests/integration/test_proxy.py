@@ -10,12 +10,14 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.db import connection
 from django.utils import timezone
 
+from audit.models import AuditLog
 from hosting import caddy, deployments, proxy, services, tasks
 from hosting.models import Container, Deployment, DockerHost, Domain, Site
 from hosting.reconcile import converge_now
@@ -433,6 +435,55 @@ def test_a_site_over_its_requests_per_minute_gets_429_from_the_proxy(proxied_hos
     assert first_429 - breach_at < 5
     site.refresh_from_db()
     assert site.throttled_until is not None
+
+
+def sleep_now(host, site) -> None:
+    """As if nobody had visited since two minutes before its last start."""
+    traffic.collect_host(host)
+    TrafficSample.objects.filter(site=site).delete()
+    Site.objects.filter(pk=site.pk).update(reconciled_at=timezone.now() - timedelta(minutes=2))
+    assert traffic.put_idle_sites_to_sleep(host, timezone.now()) == [site.slug]
+
+
+@pytest.mark.parametrize("kind", ["static", "Dockerfile"])
+def test_an_idle_site_sleeps_and_the_next_visit_wakes_it(
+    proxied_host, org, owner, live_server, settings, tmp_path, kind
+):
+    settings.SITE_URL = live_server.url  # the panel the proxy sends sleeping sites' visitors to
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+    if kind == "static":
+        site = running_static_site(org, owner)
+    else:
+        repo = Repo(tmp_path / "repo")
+        repo.commit("v1", {"Dockerfile": served_dockerfile(), "www/index.html": "version 1\n"})
+        site = converge_now(
+            services.create_site(
+                org, actor=owner, name="Shop", site_type="docker", repository_url=repo.url,
+                internal_port=free_port(), limits={"memory_mb": 64, "cpu_percent": 50},
+            )
+        )  # fmt: skip
+        result, first = deploy(site, owner)
+        assert result == "succeeded", full_log(first)
+    services.update_site(site, actor=owner, sleep_after_minutes=1)
+    wait_status(proxied_host, site.subdomain, 200)
+
+    sleep_now(proxied_host, site)
+    site.refresh_from_db()
+    assert (site.observed_state, site.reconcile_status) == ("sleeping", "converged")
+    assert AuditLog.objects.filter(action="site.sleep", target_id=str(site.pk)).exists()
+
+    started = time.monotonic()
+    status, body, headers = get(proxied_host, site.subdomain, "/index.html?x=1", timeout=30)
+    held = time.monotonic() - started
+    assert status == 307, (status, body[:300])  # held until it answered, then sent back
+    assert headers["Location"] == "/index.html?x=1"
+    status, body, _ = get(proxied_host, site.subdomain, headers["Location"])
+    woke = time.monotonic() - started
+    print(f"\nwake ({kind}): held {held * 1000:.0f} ms, first 200 after {woke * 1000:.0f} ms")
+    assert status == 200
+    site.refresh_from_db()
+    assert site.observed_state == "running" and site.asleep_since is None
+    assert AuditLog.objects.filter(action="site.wake", target_id=str(site.pk)).count() == 1
 
 
 # --- deployments under load -----------------------------------------------------------------

@@ -163,3 +163,65 @@ def test_a_site_over_its_requests_per_minute_is_throttled_for_a_minute(cast, log
     shop.refresh_from_db()
     assert shop.throttled_until is None
     assert AuditLog.objects.filter(action="site.throttle").count() == 1
+
+
+# --- sleep when idle ----------------------------------------------------------------------
+
+
+def awake_running(site, minutes_since_start: int):
+    from datetime import timedelta
+
+    from hosting.models import Site
+
+    Site.objects.filter(pk=site.pk).update(
+        desired_state="running",
+        observed_state="running",
+        sleep_after_minutes=5,
+        reconciled_at=datetime.now(UTC) - timedelta(minutes=minutes_since_start),
+    )
+
+
+def test_only_sites_idle_for_their_sleep_time_sleep_and_bots_do_not_count(cast, logged):
+    from audit.models import AuditLog
+    from hosting.models import Site
+
+    host, path = logged
+    idle = make_site(cast.org, name="Idle")
+    visited = make_site(cast.org, name="Visited")
+    botted = make_site(cast.org, name="Botted")
+    fresh = make_site(cast.org, name="Fresh")
+    never = make_site(cast.org, name="Never")
+    for site in (idle, visited, botted):
+        awake_running(site, 10)
+    awake_running(fresh, 2)
+    awake_running(never, 10)
+    Site.objects.filter(pk=never.pk).update(sleep_after_minutes=None)
+    now = datetime.now(UTC).timestamp()
+    bot = json.loads(line("botted-acme.sites.localhost", ts=now))
+    bot["request"]["headers"] = {"User-Agent": ["Mozilla/5.0 (compatible; UptimeRobot/2.0)"]}
+    path.write_text(line("visited-acme.sites.localhost", ts=now - 60) + json.dumps(bot) + "\n")
+
+    traffic.collect_host(host)  # reads the log, then puts the idle ones to sleep
+
+    asleep = set(Site.objects.filter(asleep_since__isnull=False).values_list("slug", flat=True))
+    assert asleep == {"idle", "botted"}
+    assert AuditLog.objects.filter(action="site.sleep").count() == 2
+
+
+def test_the_wake_endpoint_wakes_only_live_sites_and_says_when_it_is_still_waking(cast, api):
+    import uuid
+
+    from audit.models import AuditLog
+    from hosting.models import Site
+
+    site = make_site(cast.org, name="Idle")
+    Site.objects.filter(pk=site.pk).update(
+        desired_state="running", sleep_after_minutes=5, asleep_since=datetime.now(UTC)
+    )
+    response = api.get(f"/api/v1/proxy/wake/{site.pk}/", HTTP_X_HOSTPANEL_URI="//evil.example/")
+    # No engine answers here: still waking, with a page that retries by itself.
+    assert response.status_code == 503 and response["Retry-After"] == "2"
+    assert b'http-equiv="refresh"' in response.content
+    assert Site.objects.get(pk=site.pk).asleep_since is None
+    assert AuditLog.objects.filter(action="site.wake").count() == 1
+    assert api.get(f"/api/v1/proxy/wake/{uuid.uuid4()}/").status_code == 404
