@@ -456,3 +456,29 @@ def test_the_site_url_is_its_name_on_its_hosts_proxy(cast):
     DockerHost.objects.filter(pk=site.host_id).update(proxy_http_port=80)
     [listed] = client.get(sites_url(cast.org)).json()["results"]
     assert listed["url"] == "http://shop-acme.sites.localhost/"
+
+
+def test_sleep_settings_and_the_proxy_state_are_in_the_site_api(cast):
+    make_site(cast.org, name="Shop")
+    client = client_for(cast.member)
+    response = client.patch(site_url(cast.org, "shop"), {"sleep_after_minutes": 15}, format="json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["sleep_after_minutes"] == 15
+    assert body["asleep_since"] is None and body["throttled_until"] is None
+    for bad in (0, 10081, "soon"):
+        refused = client.patch(
+            site_url(cast.org, "shop"), {"sleep_after_minutes": bad}, format="json"
+        )
+        assert "sleep_after_minutes" in assert_field_errors(refused)
+    assert (
+        client.patch(
+            site_url(cast.org, "shop"), {"sleep_after_minutes": None}, format="json"
+        ).json()["sleep_after_minutes"]
+        is None
+    )
+    # What the proxy enforces is the panel's to set, not the tenant's.
+    client.patch(
+        site_url(cast.org, "shop"), {"asleep_since": "2026-01-01T00:00:00Z"}, format="json"
+    )
+    assert Site.objects.get(slug="shop").asleep_since is None
