@@ -181,6 +181,10 @@ class Site(TimeStampedModel):
     )
     reconcile_error = models.TextField(blank=True)
     reconciled_at = models.DateTimeField(null=True, blank=True)
+    is_private = models.BooleanField(
+        default=False,
+        help_text="Visitors need a share link (the proxy asks the panel for each request).",
+    )
     sleep_after_minutes = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -343,6 +347,36 @@ class TlsMode(models.TextChoices):
     ACME = "acme", "ACME (Let's Encrypt or ACME_DIRECTORY_URL)"
     INTERNAL = "internal", "The proxy's internal CA"
     ON_DEMAND = "on_demand", "ACME on the first visit"
+
+
+class ShareLink(models.Model):
+    """Lets its holders see a private site until it expires or is revoked. The token is
+    stored as a keyed hash and shown once; its first use swaps it for a cookie."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="share_links")
+    label = models.CharField(max_length=100, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.label or str(self.pk)
+
+    def active(self, now=None) -> bool:
+        return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
 class Domain(TimeStampedModel):

@@ -42,6 +42,7 @@ SERVER = "hostpanel"
 SERVER_TLS = "hostpanel-tls"
 ASK_PATH = "/api/v1/proxy/ask/"
 WAKE_PATH = "/api/v1/proxy/wake/"
+AUTH_PATH = "/api/v1/proxy/auth/"
 ACCESS_LOGGER = "hostpanel_access"
 ACCESS_LOG_ROLL_MB = 100
 # A hostname as Caddy's host matcher gets it: labels of letters, digits and hyphens.
@@ -65,6 +66,10 @@ def _page(title: str, text: str) -> str:
         f"<body><h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>"
         "<small>hostpanel</small></body></html>"
     )
+
+
+def private_page() -> str:
+    return _page("This site is private", "Ask its owner for a share link.")
 
 
 def waking_page() -> str:
@@ -166,15 +171,7 @@ def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
 def _wake_through_panel(site: Site) -> dict[str, Any]:
     """A sleeping site's visitors go to the panel, which wakes it (monitoring.traffic put it
     to sleep) and sends them back once it answers."""
-    panel = urlsplit(settings.SITE_URL)
-    port = panel.port or (443 if panel.scheme == "https" else 80)
-    upstream: dict[str, Any] = {
-        "handler": "reverse_proxy",
-        "upstreams": [{"dial": f"{panel.hostname}:{port}"}],
-        "headers": {"request": {"set": {"Host": [panel.netloc]}}},
-    }
-    if panel.scheme == "https":
-        upstream["transport"] = {"protocol": "http", "tls": {}}
+    upstream = _panel_upstream()
     return {
         "handler": "subroute",
         "routes": [
@@ -246,10 +243,45 @@ def _routes(route_id: str, names: list[str], handler, cf: dict[str, bool]) -> li
     return routes
 
 
+def _panel_upstream() -> dict[str, Any]:
+    """A reverse_proxy to the panel (SITE_URL), with the panel's own Host."""
+    panel = urlsplit(settings.SITE_URL)
+    port = panel.port or (443 if panel.scheme == "https" else 80)
+    upstream: dict[str, Any] = {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": f"{panel.hostname}:{port}"}],
+        "headers": {"request": {"set": {"Host": [panel.netloc]}}},
+    }
+    if panel.scheme == "https":
+        upstream["transport"] = {"protocol": "http", "tls": {}}
+    return upstream
+
+
+def _private(site: Site, handler: dict[str, Any]) -> dict[str, Any]:
+    """Caddy's forward_auth: each request is first asked of the panel (with the visitor's
+    cookies and the address asked for); a 2xx lets it through to the site, any other answer
+    (401 page, the cookie-setting 302) goes back to the visitor as it is."""
+    ask = _panel_upstream()
+    ask["rewrite"] = {"method": "GET", "uri": f"{AUTH_PATH}{site.pk}/"}
+    ask["headers"]["request"]["set"].update(
+        {
+            "X-Forwarded-Uri": ["{http.request.uri}"],
+            "X-Forwarded-Method": ["{http.request.method}"],
+        }
+    )
+    # A 2xx runs these routes, which write nothing, so the chain goes on to the site (Caddy
+    # 2.6 sends the panel's own answer back when the list is empty).
+    passed = {"handler": "headers", "request": {"delete": ["X-Forwarded-Uri"]}}
+    ask["handle_response"] = [{"match": {"status_code": [2]}, "routes": [{"handle": [passed]}]}]
+    return {"handler": "subroute", "routes": [{"handle": [ask, handler]}]}
+
+
 def site_routes(site: Site, host: DockerHost) -> tuple[list[dict], list[dict], dict[str, str]]:
     """(HTTP routes, HTTPS routes, TLS names by mode) of one site."""
     names = names_of(site)
     handler = _handler(site, host)
+    if site.is_private and handler["handler"] == "reverse_proxy":
+        handler = _private(site, handler)
     http = _routes(f"site-{site.pk}", names.plain, handler, names.cloudflare)
     https: list[dict] = []
     if names.tls:

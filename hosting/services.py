@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts import secrets as creds
 from accounts.models import Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
@@ -34,6 +36,7 @@ from hosting.models import (
     OrganizationQuota,
     ReconcileStatus,
     ResourceLimit,
+    ShareLink,
     Site,
     SiteTemplate,
     SiteType,
@@ -49,6 +52,7 @@ __all__ = ["NoHostAvailable", "current_container", "serving_containers", "site_e
 
 SITE_FIELDS = (
     "name",
+    "is_private",
     "sleep_after_minutes",
     "slug",
     "site_type",
@@ -65,6 +69,7 @@ SITE_FIELDS = (
 )
 EDITABLE_SITE_FIELDS = {
     "name",
+    "is_private",
     "sleep_after_minutes",
     "image",
     "repository_url",
@@ -856,3 +861,72 @@ def save_template(template: SiteTemplate, *, actor: User | None) -> SiteTemplate
 def require_staff(actor: User | None) -> None:
     if actor is not None and not actor.is_staff:
         raise PermissionDenied("Staff only.")
+
+
+# --- share links of private sites -----------------------------------------------------------
+
+SHARE_TOKEN_PARAM = "hp_share"  # noqa: S105 (the query parameter's name)
+
+
+def create_share_link(
+    site: Site, *, actor: User | None, expires_at: datetime, label: str = ""
+) -> tuple[ShareLink, str]:
+    """A link that lets its holders see the (private) site until `expires_at`. Returns the
+    link and its token (shown once; stored as a keyed hash)."""
+    if expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must be in the future."})
+    token = secrets.token_urlsafe(24)
+    with transaction.atomic():
+        link = ShareLink.objects.create(
+            organization=site.organization,
+            site=site,
+            label=label,
+            token_hash=creds.keyed_hash(token),
+            created_by=actor,
+            expires_at=expires_at,
+        )
+        record(
+            actions.SHARE_LINK_CREATE,
+            actor=actor,
+            organization=site.organization,
+            target=link,
+            changes={"site": site.slug, "label": label, "expires_at": expires_at.isoformat()},
+        )
+    return link, token
+
+
+def revoke_share_link(link: ShareLink, *, actor: User | None) -> ShareLink:
+    with transaction.atomic():
+        link = ShareLink.objects.select_for_update().select_related("site").get(pk=link.pk)
+        if link.revoked_at is not None:
+            raise ValidationError({"share_link": "This link is already revoked."})
+        link.revoked_at = timezone.now()
+        link.save(update_fields=["revoked_at"])
+        record(
+            actions.SHARE_LINK_REVOKE,
+            actor=actor,
+            organization=link.organization,
+            target=link,
+            changes={"site": link.site.slug, "label": link.label},
+        )
+    return link
+
+
+def use_share_link(site: Site, token: str) -> ShareLink | None:
+    """The active link of this site the token proves, its use recorded; else None."""
+    link = (
+        ShareLink.objects.filter(site=site, token_hash=creds.keyed_hash(token))
+        .select_related("organization")
+        .first()
+    )
+    if link is None or not link.active():
+        return None
+    with transaction.atomic():
+        ShareLink.objects.filter(pk=link.pk).update(uses=F("uses") + 1, last_used_at=timezone.now())
+        record(
+            actions.SHARE_LINK_USE,
+            organization=link.organization,
+            target=link,
+            changes={"site": site.slug, "label": link.label},
+        )
+    return link

@@ -11,6 +11,7 @@ from hosting.models import (
     EnvironmentVariable,
     OrganizationQuota,
     ResourceLimit,
+    ShareLink,
     Site,
     SiteTemplate,
 )
@@ -71,6 +72,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "reconcile_status",
             "reconcile_error",
             "reconciled_at",
+            "is_private",
             "sleep_after_minutes",
             "asleep_since",
             "throttled_until",
@@ -261,3 +263,37 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "supports_disk_quota",
             "created_at",
         ]
+
+
+class ShareLinkSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="email", read_only=True)
+    active = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ShareLink
+        fields = [
+            "id",
+            "label",
+            "expires_at",
+            "created_by",
+            "created_at",
+            "revoked_at",
+            "last_used_at",
+            "uses",
+            "active",
+        ]
+        read_only_fields = ["id", "created_by", "created_at", "revoked_at", "last_used_at", "uses"]
+        extra_kwargs = {"expires_at": {"required": True}}
+
+    def get_active(self, link) -> bool:
+        return link.active()
+
+
+class ShareLinkCreatedSerializer(ShareLinkSerializer):
+    url = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The site's address with the token (once)."
+    )
+    token = serializers.CharField(read_only=True, help_text="Shown once; stored as a hash.")
+
+    class Meta(ShareLinkSerializer.Meta):
+        fields = [*ShareLinkSerializer.Meta.fields, "token", "url"]

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.core import signing
 from django.http import Http404, HttpResponse
+from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -30,6 +35,7 @@ from hosting.models import (
     EnvironmentVariable,
     ReconcileStatus,
     ResourceLimit,
+    ShareLink,
     Site,
     SiteTemplate,
 )
@@ -258,6 +264,45 @@ class EnvironmentVariableViewSet(
         services.delete_env(instance, actor=self.request.user)
 
 
+class ShareLinkViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    SiteScopedMixin,
+    viewsets.GenericViewSet,
+):
+    """Share links of a private site (admins): the token is shown once, by create; DELETE
+    revokes. Holders see the site until the link expires."""
+
+    queryset = ShareLink.objects.select_related("created_by")
+    serializer_class = s.ShareLinkSerializer
+    filter_backends: list = []
+    minimum_roles = {
+        "list": Role.ADMIN,
+        "retrieve": Role.ADMIN,
+        "create": Role.ADMIN,
+        "destroy": Role.ADMIN,
+    }
+
+    @extend_schema(responses={201: s.ShareLinkCreatedSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        link, token = services.create_share_link(
+            self.site, actor=request.user, **serializer.validated_data
+        )
+        data = dict(s.ShareLinkCreatedSerializer(link).data)
+        data["token"] = token
+        data["url"] = (
+            f"{self.site.url}?{services.SHARE_TOKEN_PARAM}={token}" if self.site.url else None
+        )
+        return Response(data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        services.revoke_share_link(instance, actor=self.request.user)
+
+
 class ContainerViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, SiteScopedMixin, viewsets.GenericViewSet
 ):
@@ -396,3 +441,74 @@ class ProxyWakeView(APIView):
         return response
 
     post = put = patch = delete = get
+
+
+class ProxyAuthView(APIView):
+    """The proxy's forward_auth for private sites: 200 lets the request through; a share
+    link's token (`?hp_share=`) is swapped for a cookie on the site's host (302 back to the
+    address without the token); anything else is a 401 page."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+    throttle_classes: list = []
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(description="Let through."),
+            302: OpenApiResponse(description="Token swapped for a cookie; back without it."),
+            401: OpenApiResponse(description="No valid share link."),
+        },
+    )
+    def get(self, request, site_id):
+        site = Site.objects.alive().filter(pk=site_id).select_related("organization").first()
+        if site is None or not site.is_private:
+            return HttpResponse(status=200 if site is not None else 404)
+        cookie = share_cookie_name(site)
+        signer = signing.TimestampSigner(salt=f"share:{site.pk}")
+        link_id = None
+        with contextlib.suppress(signing.BadSignature):
+            link_id = signer.unsign(request.COOKIES.get(cookie, ""))
+        if (
+            link_id
+            and ShareLink.objects.filter(
+                pk=link_id, site=site, revoked_at__isnull=True, expires_at__gt=timezone.now()
+            ).exists()
+        ):
+            return HttpResponse(status=200)
+        uri = urlsplit(request.headers.get("X-Forwarded-Uri", "/"))
+        query = parse_qsl(uri.query, keep_blank_values=True)
+        token = dict(query).get(services.SHARE_TOKEN_PARAM)
+        link = services.use_share_link(site, token) if token else None
+        if link is None:
+            response = HttpResponse(
+                proxy.private_page(), status=401, content_type="text/html; charset=utf-8"
+            )
+            response["Cache-Control"] = "no-store"
+            return response
+        back = urlunsplit(
+            (
+                "",
+                "",
+                uri.path or "/",
+                urlencode([(k, v) for k, v in query if k != services.SHARE_TOKEN_PARAM]),
+                "",
+            )
+        )
+        response = HttpResponse(status=302, headers={"Location": back})
+        response.set_cookie(
+            cookie,
+            signer.sign(str(link.pk)),
+            expires=link.expires_at,
+            httponly=True,
+            samesite="Lax",
+            secure=request.headers.get("X-Forwarded-Proto") == "https",
+        )
+        response["Cache-Control"] = "no-store"
+        return response
+
+    post = put = patch = delete = get
+
+
+def share_cookie_name(site: Site) -> str:
+    return f"hp_share_{site.pk.hex[:12]}"

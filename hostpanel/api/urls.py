@@ -23,6 +23,7 @@ router.register(f"{ORG}/sites", hosting.SiteViewSet, basename="site")
 router.register(f"{SITE}/domains", hosting.DomainViewSet, basename="domain")
 router.register(f"{SITE}/env", hosting.EnvironmentVariableViewSet, basename="env")
 router.register(f"{SITE}/containers", hosting.ContainerViewSet, basename="container")
+router.register(f"{SITE}/share-links", hosting.ShareLinkViewSet, basename="sharelink")
 router.register(f"{SITE}/deployments", deploys.DeploymentViewSet, basename="deployment")
 router.register("site-templates", hosting.SiteTemplateViewSet, basename="sitetemplate")
 router.register("hosts", hosting.DockerHostViewSet, basename="host")
@@ -65,6 +66,7 @@ urlpatterns = [
     path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),
     path("proxy/ask/", hosting.ProxyAskView.as_view(), name="proxy-ask"),
     path("proxy/wake/<uuid:site_id>/", hosting.ProxyWakeView.as_view(), name="proxy-wake"),
+    path("proxy/auth/<uuid:site_id>/", hosting.ProxyAuthView.as_view(), name="proxy-auth"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

@@ -486,6 +486,30 @@ def test_an_idle_site_sleeps_and_the_next_visit_wakes_it(
     assert AuditLog.objects.filter(action="site.wake", target_id=str(site.pk)).count() == 1
 
 
+def test_a_private_site_answers_only_to_share_link_holders(
+    proxied_host, org, owner, live_server, settings
+):
+    settings.SITE_URL = live_server.url  # the panel that the proxy's forward_auth asks
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+    site = running_static_site(org, owner)
+    services.update_site(site, actor=owner, is_private=True)
+    proxy.sync_host(proxied_host)
+
+    status, body, _ = get(proxied_host, site.subdomain)
+    assert status == 401 and b"This site is private" in body
+    link, token = services.create_share_link(
+        site, actor=owner, expires_at=timezone.now() + timedelta(hours=1), label="client"
+    )
+    status, _, headers = get(proxied_host, site.subdomain, f"/?hp_share={token}")
+    assert status == 302 and headers["Location"] == "/"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    status, body, _ = get(proxied_host, site.subdomain, "/", Cookie=cookie)
+    assert status == 200 and b"hostpanel test site" in body  # through to the site itself
+
+    services.revoke_share_link(link, actor=owner)
+    assert get(proxied_host, site.subdomain, "/", Cookie=cookie)[0] == 401
+
+
 # --- deployments under load -----------------------------------------------------------------
 
 
