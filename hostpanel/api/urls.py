@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from accounts.api import views as accounts
 from audit.api.views import AuditLogViewSet
 from hosting.api import deployments as deploys
+from hosting.api import edge
 from hosting.api import views as hosting
 from monitoring.api import views as monitoring
 
@@ -64,9 +65,9 @@ urlpatterns = [
     ),
     path("hooks/git/<uuid:webhook_id>/", deploys.GitWebhookView.as_view(), name="git-webhook"),
     path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),
-    path("proxy/ask/", hosting.ProxyAskView.as_view(), name="proxy-ask"),
-    path("proxy/wake/<uuid:site_id>/", hosting.ProxyWakeView.as_view(), name="proxy-wake"),
-    path("proxy/auth/<uuid:site_id>/", hosting.ProxyAuthView.as_view(), name="proxy-auth"),
+    path("proxy/ask/", edge.ProxyAskView.as_view(), name="proxy-ask"),
+    path("proxy/wake/<uuid:site_id>/", edge.ProxyWakeView.as_view(), name="proxy-wake"),
+    path("proxy/auth/<uuid:site_id>/", edge.ProxyAuthView.as_view(), name="proxy-auth"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

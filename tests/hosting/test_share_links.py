@@ -11,7 +11,7 @@ from django.utils import timezone
 from accounts.models import Role
 from audit.models import AuditLog
 from hosting import proxy, services
-from hosting.api.views import share_cookie_name
+from hosting.api.edge import share_cookie_name
 from hosting.models import DockerHost, ShareLink, Site
 from tests.api_mixin import ApiEndpointMixin
 from tests.conftest import client_for
