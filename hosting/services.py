@@ -24,7 +24,7 @@ from accounts import secrets as creds
 from accounts.models import Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
-from hosting import crypto, git, runtime
+from hosting import crypto, git, queue, runtime
 from hosting import docker as engine
 from hosting.models import (
     DesiredState,
@@ -89,6 +89,13 @@ LIMIT_FIELDS = (
     "requests_per_minute",
     "max_processes",
 )
+PROXY_FIELDS = {
+    "proxy_admin",
+    "proxy_listen",
+    "proxy_http_port",
+    "proxy_https_port",
+    "proxy_access_log",
+}
 QUOTA_FIELDS = ("max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy")
 HOST_FIELDS = (
     "name",
@@ -153,6 +160,11 @@ def update_host(host: DockerHost, *, actor: User | None, **fields) -> DockerHost
         changes = diff(before, snapshot(host, HOST_FIELDS))
         if changes["after"]:
             record(actions.HOST_UPDATE, actor=actor, target=host, changes=changes)
+        if PROXY_FIELDS & set(changes["after"]) and host.proxy_admin:
+            # Its Caddy gets the config with the new listener or log at once, not at the
+            # next resync.
+            host_id = str(host.pk)
+            transaction.on_commit(lambda: queue.send("sync_proxy", host_id), robust=True)
     if {"endpoint", "tls_ca_cert", "tls_client_cert", "tls_client_key"} & set(fields):
         engine.forget_client(host)
     return host

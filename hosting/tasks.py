@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import deployments, proxy, reconcile, services, sync
+from hosting import caddy, deployments, proxy, reconcile, services, sync
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.claims import claim
@@ -166,3 +166,16 @@ def sync_proxies() -> dict[str, str]:
         if not mine:
             return {}
         return proxy.sync_all()
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=3)
+def sync_proxy(self, host_id: str) -> str:
+    """Load one host's Caddy now (its proxy settings changed); retried while unreachable."""
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return "gone"
+    try:
+        loaded = proxy.sync_host(host)
+    except caddy.ProxyUnavailable as exc:
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
+    return loaded.error or ("loaded" if loaded.changed else "unchanged")

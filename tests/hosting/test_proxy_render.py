@@ -239,3 +239,23 @@ def test_a_bad_range_setting_fails_the_load_with_a_message_not_a_crash(cast, hos
     assert "not-a-network" in loaded.error
     host.refresh_from_db()
     assert "not-a-network" in host.proxy_error
+
+
+def test_changed_proxy_settings_reach_the_proxy_at_once(
+    host, sent_tasks, django_capture_on_commit_callbacks
+):
+    from celery.exceptions import Retry
+
+    from hosting import caddy, services, tasks
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.update_host(host, actor=None, proxy_http_port=18081)
+    assert ("sync_proxy", str(host.pk)) in sent_tasks
+    sent_tasks.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        services.update_host(host, actor=None, labels={"zone": "a"})  # not the proxy's
+    assert sent_tasks == []
+    # Its Caddy does not answer here: a worker retries with backoff (called directly, Celery
+    # raises the error itself).
+    with pytest.raises((Retry, caddy.ProxyUnavailable)):
+        tasks.sync_proxy.run(str(host.pk))
