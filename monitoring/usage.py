@@ -40,6 +40,7 @@ CSV_COLUMNS = (
     "total_bandwidth_mb",
     "uptime_seconds",
     "avg_response_time_ms",
+    "total_requests",
 )
 
 
@@ -248,6 +249,7 @@ def daily_rows(org: Organization, first: date, last: date):
             "total_bandwidth_mb",
             "uptime_seconds",
             "avg_response_time_ms",
+            "total_requests",
         )
     )
 

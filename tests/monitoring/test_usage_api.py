@@ -323,7 +323,7 @@ def days(cast, site):
         [
             daily(site, date(2025, 3, 1), avg_memory_mb=100.5, max_memory_mb=200,
                   avg_cpu_percent=12.25, max_cpu_percent=80, total_bandwidth_mb=3.5,
-                  uptime_seconds=86400, avg_response_time_ms=41.123456),
+                  uptime_seconds=86400, avg_response_time_ms=41.123456, total_requests=1234),
             daily(site, date(2025, 3, 2), avg_memory_mb=101, max_memory_mb=201,
                   avg_cpu_percent=13, max_cpu_percent=81, total_bandwidth_mb=0,
                   uptime_seconds=3600, avg_response_time_ms=None),
@@ -349,9 +349,9 @@ def test_csv_has_one_row_per_site_and_day_deleted_sites_included(cast):
     )
     assert read_csv(response) == [
         list(usage.CSV_COLUMNS),
-        ["2025-03-01", "gone", "50.0", "60.0", "1.0", "2.0", "0.25", "43200", "9.0"],
-        ["2025-03-01", "web", "100.5", "200.0", "12.25", "80.0", "3.5", "86400", "41.123"],
-        ["2025-03-02", "web", "101.0", "201.0", "13.0", "81.0", "0.0", "3600", ""],
+        ["2025-03-01", "gone", "50.0", "60.0", "1.0", "2.0", "0.25", "43200", "9.0", ""],
+        ["2025-03-01", "web", "100.5", "200.0", "12.25", "80.0", "3.5", "86400", "41.123", "1234"],
+        ["2025-03-02", "web", "101.0", "201.0", "13.0", "81.0", "0.0", "3600", "", ""],
     ]
 
 
