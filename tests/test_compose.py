@@ -261,6 +261,20 @@ def test_caddy_faces_visitors_and_shares_its_admin_socket_with_web_and_worker(se
         assert volume in services[name]["volumes"], f"{name} cannot reach Caddy's admin API"
 
 
+def test_caddy_runs_as_the_apps_user_so_its_socket_and_log_are_theirs(services):
+    # Caddy 2.6 makes its admin socket with the process's umask (no mode option): only a
+    # process of the same user can connect. So it runs from the app image, as its user.
+    caddy, dockerfile = services["caddy"], DOCKERFILE.read_text()
+    assert caddy["image"] == services["web"]["image"] and "user" not in caddy
+    assert re.search(r"apt-get install[^\n]*\bcaddy\b", dockerfile)
+    owned = re.search(r"chown hostpanel:hostpanel (.+)", dockerfile)[1].split()
+    mounts = dict(reversed(v.split(":")[:2]) for v in caddy["volumes"])
+    assert {"/run/caddy", "/var/log/caddy", "/var/lib/caddy"} <= set(owned) & set(mounts)
+    assert caddy["environment"]["XDG_DATA_HOME"].startswith("/var/lib/caddy/")
+    log_volume = mounts["/var/log/caddy"]
+    assert f"{log_volume}:/var/log/caddy:ro" in services["worker"]["volumes"]  # it reads it
+
+
 def test_worker_reaches_the_docker_socket(services):
     volumes = [str(v) for v in services["worker"].get("volumes", [])]
     assert "/var/run/docker.sock:/var/run/docker.sock" in volumes
