@@ -3,6 +3,7 @@
 import pytest
 
 from hosting import services
+from hosting.models import DockerHost
 from tests.conftest import client_for
 
 
@@ -39,3 +40,12 @@ def test_anonymous_is_sent_to_login(site, client):
     response = client.get("/o/acme/sites/blog/")
     assert response.status_code == 302
     assert response["Location"].startswith("/login/")
+
+
+def test_the_site_page_links_to_the_site_and_tells_sleeping_from_waking(cast, site):
+    page = client_for(cast.viewer).get("/o/acme/sites/blog/").content.decode()
+    assert "its host has no proxy yet" in page and 'id="url"' not in page
+    DockerHost.objects.filter(name="idle").update(proxy_admin="unix:///x/admin.sock")
+    page = client_for(cast.viewer).get("/o/acme/sites/blog/").content.decode()
+    assert '<a id="url" href="http://blog-acme.sites.localhost:8080/"' in page
+    assert "wakes on its next visit" in page and "waking up" in page
