@@ -58,6 +58,9 @@ DOMAIN_REMOVE = register("domain.remove", "Domain removed")
 SHARE_LINK_CREATE = register("share_link.create", "Share link of a private site created")
 SHARE_LINK_REVOKE = register("share_link.revoke", "Share link revoked")
 SHARE_LINK_USE = register("share_link.use", "Share link used: a visitor got the site's cookie")
+SITE_MEMBER_VISIT = register(
+    "site.member_visit", "A member signed in to a private site through the panel"
+)
 DOMAIN_VERIFY = register("domain.verify", "Domain ownership verified")
 ENV_SET = register("env.set", "Environment variable set")
 ENV_UPDATE = register("env.update", "Environment variable changed")

@@ -379,6 +379,22 @@ class ShareLink(models.Model):
         return self.revoked_at is None and self.expires_at > (now or timezone.now())
 
 
+class VisitPass(models.Model):
+    """A member's one-time pass into a private site: issued by the panel (where the member is
+    signed in), used once by the proxy's forward_auth on the site's own host, which swaps it
+    for a cookie there. The token is stored as a keyed hash."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return str(self.pk)
+
+
 class Domain(TimeStampedModel):
     """A hostname routed to a site; ownership proven by a DNS TXT record."""
 

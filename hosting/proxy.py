@@ -68,8 +68,10 @@ def _page(title: str, text: str) -> str:
     )
 
 
-def private_page() -> str:
-    return _page("This site is private", "Ask its owner for a share link.")
+def private_page(sign_in_url: str) -> str:
+    page = _page("This site is private", "Ask its owner for a share link. Members: ")
+    link = f'<a href="{html.escape(sign_in_url)}">sign in through hostpanel</a>.'
+    return page.replace("Members: </p>", f"Members: {link}</p>", 1)
 
 
 def waking_page() -> str:
@@ -267,6 +269,8 @@ def _private(site: Site, handler: dict[str, Any]) -> dict[str, Any]:
         {
             "X-Forwarded-Uri": ["{http.request.uri}"],
             "X-Forwarded-Method": ["{http.request.method}"],
+            "X-Hostpanel-Host": ["{http.request.hostport}"],
+            "X-Hostpanel-Scheme": ["{http.request.scheme}"],
         }
     )
     # A 2xx runs these routes, which write nothing, so the chain goes on to the site (Caddy

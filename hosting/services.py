@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import secrets as creds
-from accounts.models import Organization, User
+from accounts.models import Membership, Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
 from hosting import crypto, git, queue, runtime
@@ -40,6 +40,7 @@ from hosting.models import (
     Site,
     SiteTemplate,
     SiteType,
+    VisitPass,
 )
 from hosting.runtime import (
     NoHostAvailable,
@@ -942,3 +943,55 @@ def use_share_link(site: Site, token: str) -> ShareLink | None:
             changes={"site": site.slug, "label": link.label},
         )
     return link
+
+
+# --- members visiting private sites -----------------------------------------------------------
+
+VISIT_PASS_PARAM = "hp_pass"  # noqa: S105 (the query parameter's name)
+VISIT_PASS_SECONDS = 60
+
+
+def issue_visit_pass(site: Site, user: User) -> str:
+    """A one-time pass that lets `user` (a member of the site's organization, signed in to
+    the panel) into the private site on its own host; valid for VISIT_PASS_SECONDS."""
+    token = secrets.token_urlsafe(24)
+    now = timezone.now()
+    with transaction.atomic():
+        VisitPass.objects.filter(expires_at__lt=now).delete()  # keeps the table small
+        VisitPass.objects.create(
+            site=site,
+            user=user,
+            token_hash=creds.keyed_hash(token),
+            expires_at=now + timedelta(seconds=VISIT_PASS_SECONDS),
+        )
+        record(
+            actions.SITE_MEMBER_VISIT,
+            actor=user,
+            organization=site.organization,
+            target=site,
+            changes={"site": site.slug},
+        )
+    return token
+
+
+def use_visit_pass(site: Site, token: str) -> User | None:
+    """The member the pass proves, if it is this site's, unused, unexpired and the user is
+    still an active member; the pass is spent either way once it matched."""
+    now = timezone.now()
+    token_hash = creds.keyed_hash(token)
+    spent = VisitPass.objects.filter(
+        site=site, token_hash=token_hash, used_at__isnull=True, expires_at__gt=now
+    ).update(used_at=now)
+    if not spent:
+        return None
+    user = VisitPass.objects.select_related("user").get(token_hash=token_hash).user
+    return user if is_site_member(site, user.pk) else None
+
+
+def is_site_member(site: Site, user_id) -> bool:
+    return Membership.objects.filter(
+        organization_id=site.organization_id,
+        organization__is_active=True,
+        user_id=user_id,
+        user__is_active=True,
+    ).exists()

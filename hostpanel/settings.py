@@ -275,6 +275,8 @@ SLEEP_IGNORE_USER_AGENTS = env.list(
         "hostpanel-health",
     ],
 )
+# A member let into a private site through the panel keeps its cookie this long.
+PRIVATE_SITE_SIGN_IN_HOURS = env.int("PRIVATE_SITE_SIGN_IN_HOURS", default=12)
 HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)
 # Base of the exponential backoff (with jitter) for retries of transient Docker errors.
 TASK_RETRY_BACKOFF_SECONDS = env.float("TASK_RETRY_BACKOFF_SECONDS", default=2.0)

@@ -15,6 +15,7 @@ urlpatterns = [
     path("register/", pages.register, name="register"),
     path("o/<slug:org_slug>/", site_pages.site_list, name="site-list"),
     path("o/<slug:org_slug>/sites/<slug:site_slug>/", site_pages.site_detail, name="site-detail"),
+    path("visit/<uuid:site_id>/", site_pages.visit_private_site, name="visit-private-site"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("hostpanel.api.urls", "api"), namespace="api")),
 ]

@@ -7,8 +7,10 @@ from __future__ import annotations
 import contextlib
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from django.conf import settings
 from django.core import signing
 from django.http import Http404, HttpResponse
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -84,61 +86,56 @@ class ProxyWakeView(ProxyCallback):
 
 
 class ProxyAuthView(ProxyCallback):
-    """The proxy's forward_auth for private sites: 200 lets the request through; a share
-    link's token (`?hp_share=`) is swapped for a cookie on the site's host (302 back to the
-    address without the token); anything else is a 401 page."""
+    """The proxy's forward_auth for private sites. 200 lets the request through: a cookie of
+    a share link or of a member let in by the panel. A share link's token (`?hp_share=`) or
+    a member's one-time pass (`?hp_pass=`) is swapped for such a cookie on the site's host
+    (302 back to the address without it). A browser with neither is sent to the panel to
+    sign in (302); anything else gets a 401 page."""
 
     @extend_schema(
         request=None,
         responses={
             200: OpenApiResponse(description="Let through."),
-            302: OpenApiResponse(description="Token swapped for a cookie; back without it."),
-            401: OpenApiResponse(description="No valid share link."),
+            302: OpenApiResponse(
+                description="Token swapped for a cookie and back without it; or, for a "
+                "browser, to the panel's sign-in."
+            ),
+            401: OpenApiResponse(description="No valid share link or member sign-in."),
         },
     )
     def get(self, request, site_id):
         site = Site.objects.alive().filter(pk=site_id).select_related("organization").first()
         if site is None or not site.is_private:
             return HttpResponse(status=200 if site is not None else 404)
-        cookie = share_cookie_name(site)
-        signer = signing.TimestampSigner(salt=f"share:{site.pk}")
-        link_id = None
-        with contextlib.suppress(signing.BadSignature):
-            link_id = signer.unsign(request.COOKIES.get(cookie, ""))
-        if (
-            link_id
-            and ShareLink.objects.filter(
-                pk=link_id, site=site, revoked_at__isnull=True, expires_at__gt=timezone.now()
-            ).exists()
-        ):
+        if _holds_share_cookie(request, site) or _holds_member_cookie(request, site):
             return HttpResponse(status=200)
         uri = urlsplit(request.headers.get("X-Forwarded-Uri", "/"))
         query = parse_qsl(uri.query, keep_blank_values=True)
-        token = dict(query).get(services.SHARE_TOKEN_PARAM)
-        link = services.use_share_link(site, token) if token else None
-        if link is None:
-            response = HttpResponse(
-                proxy.private_page(), status=401, content_type="text/html; charset=utf-8"
-            )
-            response["Cache-Control"] = "no-store"
-            return response
-        back = urlunsplit(
-            (
-                "",
-                "",
-                uri.path or "/",
-                urlencode([(k, v) for k, v in query if k != services.SHARE_TOKEN_PARAM]),
-                "",
-            )
-        )
-        response = HttpResponse(status=302, headers={"Location": back})
-        response.set_cookie(
-            cookie,
-            signer.sign(str(link.pk)),
-            expires=link.expires_at,
-            httponly=True,
-            samesite="Lax",
-            secure=request.headers.get("X-Forwarded-Proto") == "https",
+        params = dict(query)
+        back = urlunsplit(("", "", uri.path or "/", urlencode(_without_tokens(query)), ""))
+        secure = request.headers.get("X-Hostpanel-Scheme") == "https"
+        if token := params.get(services.SHARE_TOKEN_PARAM):
+            link = services.use_share_link(site, token)
+            if link is not None:
+                value = _share_signer(site).sign(str(link.pk))
+                return _back_with_cookie(
+                    back, share_cookie_name(site), value, secure, expires=link.expires_at
+                )
+        if token := params.get(services.VISIT_PASS_PARAM):
+            user = services.use_visit_pass(site, token)
+            if user is not None:
+                value = _member_signer(site).sign(str(user.pk))
+                hours = settings.PRIVATE_SITE_SIGN_IN_HOURS
+                return _back_with_cookie(
+                    back, member_cookie_name(site), value, secure, max_age=hours * 3600
+                )
+        sign_in = _sign_in_url(request, site, back)
+        if request.headers.get("X-Forwarded-Method", "GET") in ("GET", "HEAD") and (
+            "text/html" in request.headers.get("Accept", "")
+        ):
+            return _redirect(sign_in)  # a browser: straight to the panel, and back
+        response = HttpResponse(
+            proxy.private_page(sign_in), status=401, content_type="text/html; charset=utf-8"
         )
         response["Cache-Control"] = "no-store"
         return response
@@ -148,3 +145,65 @@ class ProxyAuthView(ProxyCallback):
 
 def share_cookie_name(site: Site) -> str:
     return f"hp_share_{site.pk.hex[:12]}"
+
+
+def member_cookie_name(site: Site) -> str:
+    return f"hp_member_{site.pk.hex[:12]}"
+
+
+def _share_signer(site: Site) -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=f"share:{site.pk}")
+
+
+def _member_signer(site: Site) -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=f"member:{site.pk}")
+
+
+def _holds_share_cookie(request, site: Site) -> bool:
+    link_id = None
+    with contextlib.suppress(signing.BadSignature):
+        link_id = _share_signer(site).unsign(request.COOKIES.get(share_cookie_name(site), ""))
+    return bool(link_id) and (
+        ShareLink.objects.filter(
+            pk=link_id, site=site, revoked_at__isnull=True, expires_at__gt=timezone.now()
+        ).exists()
+    )
+
+
+def _holds_member_cookie(request, site: Site) -> bool:
+    """A member's cookie: signed for this site, not older than PRIVATE_SITE_SIGN_IN_HOURS,
+    and its user still an active member (leaving the organization ends it at once)."""
+    user_id = None
+    with contextlib.suppress(signing.BadSignature):
+        user_id = _member_signer(site).unsign(
+            request.COOKIES.get(member_cookie_name(site), ""),
+            max_age=settings.PRIVATE_SITE_SIGN_IN_HOURS * 3600,
+        )
+    return bool(user_id) and services.is_site_member(site, user_id)
+
+
+def _without_tokens(query: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    spent = {services.SHARE_TOKEN_PARAM, services.VISIT_PASS_PARAM}
+    return [(k, v) for k, v in query if k not in spent]
+
+
+def _redirect(location: str) -> HttpResponse:
+    response = HttpResponse(status=302, headers={"Location": location})
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _back_with_cookie(back: str, name: str, value: str, secure: bool, **lifetime) -> HttpResponse:
+    """The token swapped for a cookie on the site's host (HttpOnly), and back without it."""
+    response = _redirect(back)
+    response.set_cookie(name, value, httponly=True, samesite="Lax", secure=secure, **lifetime)
+    return response
+
+
+def _sign_in_url(request, site: Site, back: str) -> str:
+    """The panel's page that signs a member in and sends them back to the address asked for
+    (`back` on the host they asked; the panel checks it is one of the site's names)."""
+    host = request.headers.get("X-Hostpanel-Host", "")
+    scheme = "https" if request.headers.get("X-Hostpanel-Scheme") == "https" else "http"
+    panel = settings.SITE_URL.rstrip("/") + reverse("visit-private-site", args=[site.pk])
+    return f"{panel}?{urlencode({'next': f'{scheme}://{host}{back}'})}" if host else panel

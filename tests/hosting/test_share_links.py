@@ -4,15 +4,17 @@ forward_auth answers (tests/integration/test_proxy.py goes through the real Cadd
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from django.utils import timezone
 
-from accounts.models import Role
+from accounts.models import Membership, Role
+from accounts.secrets import keyed_hash
 from audit.models import AuditLog
 from hosting import proxy, services
-from hosting.api.edge import share_cookie_name
-from hosting.models import DockerHost, ShareLink, Site
+from hosting.api.edge import member_cookie_name, share_cookie_name
+from hosting.models import DockerHost, ShareLink, Site, VisitPass
 from tests.api_mixin import ApiEndpointMixin
 from tests.conftest import client_for
 from tests.hosting.factories import SITE_SLUG, site_url, the_site
@@ -137,3 +139,99 @@ def test_a_private_site_is_asked_of_the_panel_first(cast, settings):
     assert passed["match"] == {"status_code": [2]}
     assert passed["routes"][0]["handle"][0]["handler"] == "headers"  # writes nothing: on
     assert serve["upstreams"] == [{"dial": "127.0.0.1:31000"}]
+
+
+# --- members signed in through the panel ------------------------------------------------------
+
+
+def private_site(org):
+    site = the_site(org)
+    Site.objects.filter(pk=site.pk).update(is_private=True)
+    DockerHost.objects.filter(pk=site.host_id).update(proxy_admin="unix:///x/admin.sock")
+    return Site.objects.get(pk=site.pk)
+
+
+def visit(client, site, next_url=""):
+    return client.get(f"/visit/{site.pk}/", {"next": next_url} if next_url else {})
+
+
+def pass_of(response) -> str:
+    query = dict(parse_qsl(urlsplit(response["Location"]).query))
+    return query[services.VISIT_PASS_PARAM]
+
+
+def test_a_browser_without_a_cookie_is_sent_to_the_panel_to_sign_in(cast, api, settings):
+    settings.SITE_URL = "http://127.0.0.1:8000"
+    site = private_site(cast.org)
+    asked = api.get(
+        f"/api/v1/proxy/auth/{site.pk}/",
+        HTTP_X_FORWARDED_URI="/docs/?a=1",
+        HTTP_X_HOSTPANEL_HOST="web-acme.sites.localhost:8080",
+        HTTP_X_HOSTPANEL_SCHEME="http",
+        HTTP_ACCEPT="text/html,application/xhtml+xml",
+    )
+    assert asked.status_code == 302
+    assert asked["Location"] == (
+        f"http://127.0.0.1:8000/visit/{site.pk}/?next="
+        + quote("http://web-acme.sites.localhost:8080/docs/?a=1", safe="")
+    )
+    # Not a browser (or not a GET): the 401 page, which links to the same sign-in.
+    page = ask(api, site, "/docs/")
+    assert page.status_code == 401 and f"/visit/{site.pk}/".encode() in page.content
+
+
+def test_a_member_gets_a_one_time_pass_that_becomes_the_sites_cookie(cast, api):
+    site = private_site(cast.org)
+    address = "http://web-acme.sites.localhost:8080/docs/?a=1"
+    sent = visit(client_for(cast.viewer), site, address)  # any role may look
+    assert sent.status_code == 302 and sent["Location"].startswith(address + "&hp_pass=")
+    token = pass_of(sent)
+    assert AuditLog.objects.filter(
+        action="site.member_visit", target_id=str(site.pk), actor=cast.viewer
+    ).exists()
+
+    swapped = ask(api, site, f"/docs/?a=1&hp_pass={token}")
+    assert swapped.status_code == 302 and swapped["Location"] == "/docs/?a=1"
+    cookie = swapped.cookies[member_cookie_name(site)]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax"
+    assert int(cookie["max-age"]) == 12 * 3600
+    assert ask(api, site, "/", (cookie.key, cookie.value)).status_code == 200
+
+    api.cookies.clear()
+    assert ask(api, site, f"/?hp_pass={token}").status_code == 401  # spent
+    Membership.objects.filter(user=cast.viewer, organization=cast.org).delete()
+    assert ask(api, site, "/", (cookie.key, cookie.value)).status_code == 401  # left: over
+
+
+def test_passes_and_cookies_do_not_cross_sites_or_outlive_their_time(cast, api, settings):
+    site = private_site(cast.org)
+    other = private_site(cast.other_org)
+    token = pass_of(visit(client_for(cast.member), site))
+    assert ask(api, other, f"/?hp_pass={token}").status_code == 401  # another site's pass
+    late = pass_of(visit(client_for(cast.member), site))
+    VisitPass.objects.filter(token_hash=keyed_hash(late)).update(expires_at=timezone.now())
+    assert ask(api, site, f"/?hp_pass={late}").status_code == 401
+
+    swapped = ask(api, site, f"/?hp_pass={pass_of(visit(client_for(cast.member), site))}")
+    cookie = swapped.cookies[member_cookie_name(site)]
+    api.cookies.clear()
+    assert ask(api, other, "/", (member_cookie_name(other), cookie.value)).status_code == 401
+    settings.PRIVATE_SITE_SIGN_IN_HOURS = 0  # older than the sign-in lasts
+    assert ask(api, site, "/", (cookie.key, cookie.value)).status_code == 401
+
+
+def test_the_visit_page_is_for_members_and_only_sends_them_to_the_sites_names(cast, client):
+    site = private_site(cast.org)
+    assert visit(client_for(cast.outsider), site).status_code == 404
+    assert visit(client_for(cast.other_owner), site).status_code == 404
+    anonymous = visit(client, site)
+    assert anonymous.status_code == 302 and anonymous["Location"].startswith("/login/")
+
+    member = client_for(cast.member)
+    for elsewhere in ("http://evil.example/", "javascript:alert(1)", "//evil.example/"):
+        sent = visit(member, site, elsewhere)  # never an open redirect: the site's own URL
+        assert sent["Location"].startswith("http://web-acme.sites.localhost:8080/?hp_pass=")
+    Site.objects.filter(pk=site.pk).update(is_private=False)
+    assert visit(member, site)["Location"] == "http://web-acme.sites.localhost:8080/"
+    services.delete_site(site, actor=None)
+    assert visit(member, site).status_code == 404

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 from django.db import connection
@@ -24,6 +25,7 @@ from hosting.reconcile import converge_now
 from monitoring import traffic
 from monitoring.models import TrafficSample
 from tests import caddy_proxies
+from tests.conftest import client_for
 from tests.docker_engines import free_port
 from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
     Repo,
@@ -508,6 +510,37 @@ def test_a_private_site_answers_only_to_share_link_holders(
 
     services.revoke_share_link(link, actor=owner)
     assert get(proxied_host, site.subdomain, "/", Cookie=cookie)[0] == 401
+
+
+def test_a_member_signed_in_to_the_panel_is_let_into_a_private_site(
+    proxied_host, org, owner, live_server, settings
+):
+    settings.SITE_URL = live_server.url
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+    site = running_static_site(org, owner)
+    services.update_site(site, actor=owner, is_private=True)
+    proxy.sync_host(proxied_host)
+
+    # A browser without the site's cookie is sent to the panel, which knows the member...
+    as_browser = f"{site.subdomain}:{proxied_host.proxy_http_port}"  # Host with the port
+    status, _, headers = get(proxied_host, as_browser, "/?x=1", Accept="text/html")
+    assert status == 302
+    sign_in = urlsplit(headers["Location"])
+    assert f"{sign_in.scheme}://{sign_in.netloc}" == live_server.url
+    back = dict(parse_qsl(sign_in.query))["next"]
+    assert back == f"http://{site.subdomain}:{proxied_host.proxy_http_port}/?x=1"
+    panel = client_for(owner).get(sign_in.path, {"next": back})
+    # ... and sends them back with a one-time pass, which the site swaps for its cookie.
+    assert panel.status_code == 302 and panel["Location"].startswith(back + "&hp_pass=")
+    passed = urlsplit(panel["Location"])
+    status, _, headers = get(proxied_host, site.subdomain, f"{passed.path}?{passed.query}")
+    assert status == 302 and headers["Location"] == "/?x=1"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert cookie.startswith("hp_member_")
+    status, body, _ = get(proxied_host, site.subdomain, "/?x=1", Cookie=cookie)
+    assert status == 200 and b"hostpanel test site" in body
+    status, _, _ = get(proxied_host, site.subdomain, f"{passed.path}?{passed.query}")
+    assert status == 401  # the pass was spent
 
 
 # --- deployments under load -----------------------------------------------------------------
