@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -149,6 +150,70 @@ def set_password(user: User, password: str, *, actor: User | None) -> None:
         user.set_password(password)
         user.save(update_fields=["password"])
         record(actions.USER_UPDATE, actor=actor, target=user, changes={"changed": ["password"]})
+
+
+def change_password(user: User, *, current_password: str, new_password: str) -> User:
+    """A signed-in user's new password (the current one proves it is them). Every other
+    session ends: Django ties sessions to the password hash."""
+    if not user.check_password(current_password or ""):
+        raise ValidationError({"current_password": "This is not your current password."})
+    try:
+        validate_password(new_password, user)
+    except ValidationError as exc:
+        raise ValidationError({"new_password": exc.messages}) from None
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        record(actions.USER_PASSWORD_CHANGE, actor=user, target=user)
+    return user
+
+
+def record_password_reset(user: User) -> None:
+    """Django's reset view set the password; the audit trail says so."""
+    with transaction.atomic():
+        record(actions.USER_PASSWORD_RESET, actor=user, target=user)
+
+
+def sign_out_everywhere(user: User) -> User:
+    """Ends every session of the user (the caller keeps its own by re-hashing it)."""
+    with transaction.atomic():
+        User.objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
+        user.refresh_from_db(fields=["session_generation"])
+        record(actions.USER_SIGN_OUT_EVERYWHERE, actor=user, target=user)
+    return user
+
+
+def register_with_invitation(
+    *, code: str, password: str, display_name: str = ""
+) -> tuple[User, Membership]:
+    """A new person signs up with an invitation alone: the account is the invited email,
+    and the invitation is accepted in the same transaction."""
+    with transaction.atomic():
+        invitation = _pending_invitation(code)
+        if User.objects.filter(email__iexact=invitation.email).exists():
+            raise ValidationError(
+                {"code": "An account with this email exists: sign in, then accept."}
+            )
+        _check_password(password, User(email=invitation.email, display_name=display_name))
+        user, org = _create_user_rows(
+            email=invitation.email,
+            password=password,
+            display_name=display_name,
+            is_staff=False,
+            is_superuser=False,
+        )
+        record(
+            actions.USER_REGISTER,
+            actor=user,
+            target=user,
+            changes={
+                "after": snapshot(user, USER_FIELDS),
+                "personal_organization": org.slug,
+                "invited_to": invitation.organization.slug,
+            },
+        )
+        membership = accept_invitation(code, user=user)
+    return user, membership
 
 
 def register_with_code(*, code: str, email: str, password: str, display_name: str = "") -> User:
@@ -437,8 +502,8 @@ def _send_invitation_email(invitation: Invitation, code: str) -> None:
         subject=f"You are invited to {invitation.organization.name} on hostpanel",
         message=(
             f"{invitation.invited_by} invited you to join {invitation.organization.name} "
-            f"as {invitation.role}.\n\nSign in as {invitation.email} and accept with:\n"
-            f"POST {settings.SITE_URL}/api/v1/invitations/{code}/accept/\n\n"
+            f"as {invitation.role}.\n\nOpen this link to accept (and to create your account "
+            f"if you have none yet):\n{settings.SITE_URL.rstrip('/')}/invitations/{code}/\n\n"
             f"The invitation expires at {invitation.expires_at:%Y-%m-%d %H:%M} UTC."
         ),
         from_email=None,
@@ -465,22 +530,29 @@ def revoke_invitation(invitation: Invitation, *, actor: User | None) -> Invitati
     return invitation
 
 
+def _pending_invitation(code: str) -> Invitation:
+    """The pending invitation the code proves, locked; else a 400 that tells nothing more."""
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("organization")
+        .filter(code_hash=creds.keyed_hash(code or ""))
+        .first()
+    )
+    if (
+        invitation is None
+        or invitation.status != "pending"
+        or not invitation.organization.is_active
+    ):
+        raise ValidationError({"code": "This invitation is invalid, expired or already used."})
+    return invitation
+
+
 def accept_invitation(code: str, *, user: User) -> Membership:
     """Accept once, as the invited email. Unknown, expired, used or revoked codes are 400."""
-    invalid = ValidationError({"code": "This invitation is invalid, expired or already used."})
     with transaction.atomic():
-        invitation = (
-            Invitation.objects.select_for_update()
-            .select_related("organization")
-            .filter(code_hash=creds.keyed_hash(code or ""))
-            .first()
-        )
-        if invitation is None or invitation.status != "pending":
-            raise invalid
+        invitation = _pending_invitation(code)
         if invitation.email.lower() != user.email.lower():
             raise ValidationError({"code": "This invitation was sent to another email address."})
-        if not invitation.organization.is_active:
-            raise invalid
         invitation.accepted_at = timezone.now()
         invitation.accepted_by = user
         invitation.save(update_fields=["accepted_at", "accepted_by", "updated_at"])

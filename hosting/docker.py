@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import docker
@@ -361,6 +362,35 @@ def container_logs(host: DockerHost, container_id: str, tail: int = 50) -> str:
     except (SpecRejected, HostError):
         return "(no output available)"
     return raw.decode(errors="replace")[-5000:]
+
+
+def runtime_logs(
+    host: DockerHost, container_id: str, *, tail: int, after_ns: int = 0
+) -> list[tuple[int, str]]:
+    """(timestamp in ns, line) of what the container printed (stdout and stderr): the last
+    `tail` lines, only those after `after_ns` when given (a follower's cursor)."""
+    since = after_ns / 1e9 if after_ns > 0 else None
+    with engine_call(host):
+        raw = client(host).api.logs(
+            container_id, stdout=True, stderr=True, timestamps=True, tail=tail, since=since
+        )
+    lines = []
+    for line in raw.decode(errors="replace").splitlines():
+        stamp, _, text = line.partition(" ")
+        at = _nanoseconds(stamp)
+        if at is not None and at > after_ns:
+            lines.append((at, text))
+    return lines
+
+
+def _nanoseconds(stamp: str) -> int | None:
+    """Docker's RFC 3339 timestamp with up to nine fractional digits, as ns since the epoch."""
+    try:
+        whole, _, fraction = stamp.rstrip("Z").partition(".")
+        seconds = datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp()
+        return int(seconds) * 1_000_000_000 + int((fraction + "000000000")[:9])
+    except ValueError:
+        return None
 
 
 def start(host: DockerHost, container_id: str) -> None:

@@ -817,6 +817,19 @@ def reveal_env_value(var: EnvironmentVariable) -> str:
     return crypto.decrypt(var.value) if var.is_secret else var.value
 
 
+def reveal_env(var: EnvironmentVariable, *, actor: User | None) -> str:
+    """The value, read on purpose (the console's "reveal"): audited, without the value."""
+    with transaction.atomic():
+        record(
+            actions.ENV_REVEAL,
+            actor=actor,
+            organization=var.organization,
+            target=var,
+            changes={"key": var.key, "site": var.site.slug},
+        )
+    return reveal_env_value(var)
+
+
 def rotate_env_keys(*, actor: User | None = None) -> int:
     """Re-encrypt every secret with the newest key, audited once per organization (how many,
     never which values). Returns how many were rewritten."""

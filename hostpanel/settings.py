@@ -275,6 +275,8 @@ SLEEP_IGNORE_USER_AGENTS = env.list(
         "hostpanel-health",
     ],
 )
+# A request for a container's runtime logs waits this long for its engine.
+RUNTIME_LOG_TIMEOUT_SECONDS = env.float("RUNTIME_LOG_TIMEOUT_SECONDS", default=5.0)
 # A member let into a private site through the panel keeps its cookie this long.
 PRIVATE_SITE_SIGN_IN_HOURS = env.int("PRIVATE_SITE_SIGN_IN_HOURS", default=12)
 HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)

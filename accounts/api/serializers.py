@@ -35,6 +35,13 @@ class MembershipOfMeSerializer(serializers.ModelSerializer):
 class MeSerializer(serializers.ModelSerializer):
     memberships = serializers.SerializerMethodField()
 
+    def validate(self, attrs):
+        if "password" in getattr(self, "initial_data", {}):
+            raise serializers.ValidationError(
+                {"password": "Change it at /api/v1/me/password/ (your current one is needed)."}
+            )
+        return attrs
+
     class Meta:
         model = User
         fields = [
@@ -189,4 +196,14 @@ class RegisterSerializer(serializers.Serializer):
     code = serializers.CharField(max_length=32)
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, style={"input_type": "password"})
+    display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+
+class PasswordChangeSerializer(serializers.Serializer):
+    current_password = serializers.CharField(trim_whitespace=False, write_only=True)
+    new_password = serializers.CharField(trim_whitespace=False, write_only=True, max_length=128)
+
+
+class InvitationRegisterSerializer(serializers.Serializer):
+    password = serializers.CharField(trim_whitespace=False, write_only=True, max_length=128)
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)

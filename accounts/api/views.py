@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from django.contrib.auth import login, update_session_auth_hash
 from django.db.models import F
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, mixins, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -207,6 +209,59 @@ class InvitationViewSet(
 
     def perform_destroy(self, instance):
         services.revoke_invitation(instance, actor=self.request.user)
+
+
+class SessionOnlyView(APIView):
+    """What only the person at the keyboard may do: a token cannot, even a full one."""
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if request_token(request) is not None:
+            raise PermissionDenied("This needs a signed-in session; tokens cannot do it.")
+
+
+class PasswordChangeView(SessionOnlyView):
+    """Change your password (the current one is needed). Your other sessions end; this one
+    stays signed in."""
+
+    serializer_class = s.PasswordChangeSerializer
+
+    @extend_schema(request=s.PasswordChangeSerializer, responses={204: None})
+    def post(self, request):
+        serializer = s.PasswordChangeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = services.change_password(request.user, **serializer.validated_data)
+        update_session_auth_hash(request, user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SignOutEverywhereView(SessionOnlyView):
+    """End every other session of yours (this one stays signed in). API tokens are not
+    touched: revoke them under /tokens/."""
+
+    @extend_schema(request=None, responses={204: None})
+    def post(self, request):
+        user = services.sign_out_everywhere(request.user)
+        update_session_auth_hash(request, user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InvitationRegisterView(APIView):
+    """Create an account with an invitation alone (no registration code): the account is
+    the invited email, the invitation is accepted, and you are signed in."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = [SessionAuthentication]
+    throttle_classes = [RegisterThrottle]
+    serializer_class = s.InvitationRegisterSerializer
+
+    @extend_schema(request=s.InvitationRegisterSerializer, responses={201: s.MeSerializer})
+    def post(self, request, code: str):
+        serializer = s.InvitationRegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user, _ = services.register_with_invitation(code=code, **serializer.validated_data)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return Response(s.MeSerializer(user).data, status=status.HTTP_201_CREATED)
 
 
 class AcceptInvitationView(APIView):

@@ -8,6 +8,9 @@ class AuditLogFilterSet(django_filters.FilterSet):
     q = django_filters.CharFilter(method="search", label="Search actor, target or action")
     action = django_filters.BaseInFilter(field_name="action", label="Action names, comma-separated")
     action_prefix = django_filters.CharFilter(field_name="action", lookup_expr="startswith")
+    exclude_action = django_filters.BaseInFilter(
+        field_name="action", exclude=True, label="Leave out these actions, comma-separated"
+    )
     actor = django_filters.UUIDFilter(field_name="actor_id")
     since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
     until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")

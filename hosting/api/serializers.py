@@ -29,6 +29,13 @@ class ResourceLimitSerializer(serializers.ModelSerializer):
         read_only_fields = ["updated_at"]
 
 
+class SiteHealthSerializer(serializers.Serializer):
+    status = serializers.CharField(help_text="healthy, unhealthy or unknown")
+    consecutive_failures = serializers.IntegerField()
+    last_checked_at = serializers.DateTimeField(allow_null=True)
+    last_response_time_ms = serializers.FloatField(allow_null=True)
+
+
 class SiteSerializer(serializers.ModelSerializer):
     host = serializers.SlugRelatedField(slug_field="name", read_only=True)
     template = serializers.SlugRelatedField(
@@ -45,6 +52,9 @@ class SiteSerializer(serializers.ModelSerializer):
         read_only=True,
         allow_null=True,
         help_text="Where visitors reach the site through its host's proxy (null: none).",
+    )
+    health = SiteHealthSerializer(
+        read_only=True, allow_null=True, help_text="From the health checks (null: none yet)."
     )
 
     class Meta:
@@ -76,6 +86,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "sleep_after_minutes",
             "asleep_since",
             "throttled_until",
+            "health",
             "limits",
             "created_at",
             "updated_at",
@@ -297,3 +308,29 @@ class ShareLinkCreatedSerializer(ShareLinkSerializer):
 
     class Meta(ShareLinkSerializer.Meta):
         fields = [*ShareLinkSerializer.Meta.fields, "token", "url"]
+
+
+class RuntimeLogQuerySerializer(serializers.Serializer):
+    tail = serializers.IntegerField(
+        min_value=1, max_value=2000, default=200, help_text="How many of the last lines."
+    )
+    after = serializers.IntegerField(
+        min_value=0, default=0, help_text="The `cursor` of the previous answer: newer lines only."
+    )
+
+
+class RuntimeLogLineSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    text = serializers.CharField()
+
+
+class RuntimeLogSerializer(serializers.Serializer):
+    container = serializers.CharField(allow_null=True, help_text="null: nothing serves now.")
+    lines = RuntimeLogLineSerializer(many=True)
+    cursor = serializers.IntegerField(help_text="Pass as `after` to follow.")
+
+
+class EnvironmentVariableRevealSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    key = serializers.CharField()
+    value = serializers.CharField()

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from django.conf import settings
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from accounts.models import Role
+from accounts.models import Role, Scope
+from hosting import docker as engine
 from hosting import reconcile, services
 from hosting.api import serializers as s
 from hosting.api.filters import (
@@ -31,6 +35,7 @@ from hosting.models import (
     Site,
     SiteTemplate,
 )
+from hosting.runtime import current_container
 from hostpanel.api.permissions import IsStaff, request_token
 from hostpanel.api.viewsets import OrganizationScopedMixin, OrganizationScopedViewSet
 
@@ -52,7 +57,7 @@ class SiteViewSet(
     """Sites of the organization. DELETE (owners) removes the containers and keeps the row."""
 
     # No join to the organization: the mixin attaches the one it resolved.
-    queryset = Site.objects.alive().select_related("host", "limits", "template")
+    queryset = Site.objects.alive().select_related("host", "limits", "template", "health")
     serializer_class = s.SiteSerializer
     filterset_class = SiteFilterSet
     ordering_fields = ["name", "slug", "created_at", "observed_state"]
@@ -114,6 +119,40 @@ class SiteViewSet(
     def restart(self, request, *args, **kwargs):
         """Restart; a site whose image, command, port or env changed gets a new container."""
         return self._act(services.restart_site)
+
+    @extend_schema(
+        parameters=[s.RuntimeLogQuerySerializer],
+        responses={200: s.RuntimeLogSerializer, 503: OpenApiResponse(description="Engine down.")},
+        filters=False,
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def logs(self, request, *args, **kwargs):
+        """What the serving container prints (stdout and stderr), for tail and follow: the
+        last `tail` lines, then call again with `after=cursor` for newer ones only."""
+        query = s.RuntimeLogQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        site = self.get_object()
+        container = current_container(site)
+        after = query.validated_data["after"]
+        if container is None:
+            return Response({"container": None, "lines": [], "cursor": after})
+        with engine.call_timeout(settings.RUNTIME_LOG_TIMEOUT_SECONDS):
+            lines = engine.runtime_logs(
+                site.host, container.docker_id, tail=query.validated_data["tail"], after_ns=after
+            )
+        return Response(
+            {
+                "container": container.name,
+                "lines": [{"at": ns_to_datetime(at), "text": text} for at, text in lines],
+                "cursor": lines[-1][0] if lines else after,
+            }
+        )
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // 1_000_000_000, tz=UTC).replace(
+        microsecond=(ns % 1_000_000_000) // 1000
+    )
 
 
 def converged_response(serializer) -> Response:
@@ -235,6 +274,8 @@ class EnvironmentVariableViewSet(
 
     queryset = EnvironmentVariable.objects.all()
     serializer_class = s.EnvironmentVariableSerializer
+    minimum_roles = {"reveal": Role.ADMIN}
+    required_scopes = {"reveal": Scope.SECRETS_READ}
     filterset_class = EnvironmentVariableFilterSet
     ordering_fields = ["key", "created_at"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
@@ -254,6 +295,15 @@ class EnvironmentVariableViewSet(
 
     def perform_destroy(self, instance):
         services.delete_env(instance, actor=self.request.user)
+
+    @extend_schema(request=None, responses={200: s.EnvironmentVariableRevealSerializer})
+    @action(detail=True, methods=["post"])
+    def reveal(self, request, *args, **kwargs):
+        """A secret's value, for the site's admins (a token also needs `secrets:read`); each
+        reveal is audited (which variable, never the value)."""
+        var = self.get_object()
+        value = services.reveal_env(var, actor=request.user)
+        return Response({"id": var.pk, "key": var.key, "value": value})
 
 
 class ShareLinkViewSet(

@@ -31,6 +31,17 @@ router.register("hosts", hosting.DockerHostViewSet, basename="host")
 
 urlpatterns = [
     path("me/", accounts.MeView.as_view(), name="me"),
+    path("me/password/", accounts.PasswordChangeView.as_view(), name="me-password"),
+    path(
+        "me/sign-out-everywhere/",
+        accounts.SignOutEverywhereView.as_view(),
+        name="me-sign-out-everywhere",
+    ),
+    path(
+        "invitations/<str:code>/register/",
+        accounts.InvitationRegisterView.as_view(),
+        name="invitation-register",
+    ),
     path(
         "invitations/<str:code>/accept/",
         accounts.AcceptInvitationView.as_view(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from accounts.models import ApiToken
@@ -10,6 +12,7 @@ from hosting.models import Deployment
 from tests.api_mixin import ApiEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
 from tests.deployments import (
+    SNAPSHOT,
     S,
     deploy_site,
     deployment_url,
@@ -217,6 +220,13 @@ def test_detail_shows_the_documented_fields(cast):
         "log_size",
     }
     assert "config_snapshot" not in body  # env values (encrypted or not) stay in the database
+    # What a rollback to it restores: the site fields, the limits and the keys, no values.
+    assert body["config"] == {
+        "site": SNAPSHOT["site"],
+        "limits": SNAPSHOT["limits"],
+        "env": [{"key": "API_KEY", "is_secret": True}],
+    }
+    assert "gAAAA" not in json.dumps(body)
     assert body["triggered_by"] == cast.member.email
     assert [t["status"] for t in body["transitions"]] == [
         "queued",

@@ -353,3 +353,21 @@ def test_undecryptable_secret_is_still_listed_masked_for_sessions(cast, settings
     make_env(the_site(cast.org), "DB_PASSWORD", SECRET, is_secret=True)
     settings.ENV_ENCRYPTION_KEYS = [NEW_KEY]
     assert listed_values(client_for(cast.viewer), cast.org) == {"DB_PASSWORD": MASK}
+
+
+def test_admins_reveal_a_secret_on_purpose_and_it_is_audited(cast):
+    site = the_site(cast.org)
+    var = make_env(site, key="TOKEN", value=SECRET, is_secret=True)
+    url = f"{var_url(cast.org, var)}reveal/"
+    shown = client_for(cast.admin).post(url)
+    assert shown.status_code == 200 and shown.json() == {
+        "id": str(var.pk),
+        "key": "TOKEN",
+        "value": SECRET,
+    }
+    entry = AuditLog.objects.get(action="env.reveal", target_id=str(var.pk))
+    assert entry.actor == cast.admin and SECRET not in all_audit_text()
+    assert client_for(cast.member).post(url).status_code == 403  # members use it, not read it
+    assert token_client(cast.owner, scopes=("read", "write")).post(url).status_code == 403
+    assert token_client(cast.owner, scopes=("write", "secrets:read")).post(url).status_code == 200
+    assert client_for(cast.outsider).post(url).status_code == 404

@@ -4,10 +4,12 @@ tenancy of every nested endpoint. No engine is contacted: sites here are created
 from __future__ import annotations
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import Role
 from audit.models import AuditLog
-from hosting.models import DockerHost, HostStatus, Site
+from hosting.models import Container, DockerHost, HostStatus, Site
+from monitoring.models import SiteHealth
 from tests.api_mixin import ApiEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for
 from tests.hosting.factories import (
@@ -18,6 +20,7 @@ from tests.hosting.factories import (
     make_template,
     site_url,
     sites_url,
+    the_site,
     unique,
 )
 
@@ -482,3 +485,29 @@ def test_sleep_settings_and_the_proxy_state_are_in_the_site_api(cast):
         site_url(cast.org, "shop"), {"asleep_since": "2026-01-01T00:00:00Z"}, format="json"
     )
     assert Site.objects.get(slug="shop").asleep_since is None
+
+
+def test_runtime_logs_without_a_container_or_with_its_engine_down(cast):
+    site = the_site(cast.org)
+    url = site_url(cast.org, part="logs")
+    quiet = client_for(cast.viewer).get(url).json()
+    assert quiet == {"container": None, "lines": [], "cursor": 0}
+    assert client_for(cast.viewer).get(f"{url}?tail=0").status_code == 400
+    assert client_for(cast.outsider).get(url).status_code == 404
+    DockerHost.objects.filter(pk=site.host_id).update(endpoint="unix:///nonexistent/docker.sock")
+    Container.objects.create(
+        host_id=site.host_id, site=site, docker_id="c1", name="web-1", image="x",
+        state="running", port=31000, created=timezone.now(),
+    )  # fmt: skip
+    down = client_for(cast.viewer).get(url)
+    assert down.status_code == 503 and "unavailable" in down.json()["detail"]
+
+
+def test_sites_carry_their_health(cast):
+    site = the_site(cast.org)
+    assert client_for(cast.viewer).get(site_url(cast.org)).json()["health"] is None
+    SiteHealth.objects.create(
+        site=site, organization=cast.org, status="healthy", last_response_time_ms=12.5
+    )
+    health = client_for(cast.viewer).get(site_url(cast.org)).json()["health"]
+    assert health["status"] == "healthy" and health["last_response_time_ms"] == 12.5

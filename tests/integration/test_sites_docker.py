@@ -227,3 +227,25 @@ def test_host_ping_records_engine_facts(docker_host):
     assert docker_host.cpus >= 1
     assert docker_host.memory_bytes > 0
     assert DockerHost.objects.get(pk=docker_host.pk).last_seen_at is not None
+
+
+def test_runtime_logs_tail_and_follow_the_serving_container(cast, docker_host):
+    port = free_port()
+    counting = (
+        f"sh -c 'httpd -p 127.0.0.1:{port} -h /www; i=0; "
+        "while true; do i=$((i+1)); echo line-$i; sleep 0.1; done'"
+    )
+    assert create_site(client_for(cast.member), port, start_command=counting).status_code == 201
+    viewer = client_for(cast.viewer)
+    time.sleep(0.6)
+    first = viewer.get(f"{SITES}blog/logs/?tail=3").json()
+    assert first["container"] and len(first["lines"]) == 3
+    numbers = [int(line["text"].removeprefix("line-")) for line in first["lines"]]
+    assert numbers == list(range(numbers[0], numbers[0] + 3))
+    time.sleep(0.5)
+    newer = viewer.get(f"{SITES}blog/logs/?tail=100&after={first['cursor']}").json()
+    later = [int(line["text"].removeprefix("line-")) for line in newer["lines"]]
+    assert later and later[0] == numbers[-1] + 1  # only what came after, nothing twice
+    assert later == list(range(later[0], later[0] + len(later)))
+    assert newer["cursor"] > first["cursor"]
+    assert client_for(cast.outsider).get(f"{SITES}blog/logs/").status_code == 404

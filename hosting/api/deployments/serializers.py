@@ -38,6 +38,14 @@ class DeploymentTransitionSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
 
 
+class DeploymentConfigSerializer(serializers.Serializer):
+    site = serializers.DictField(help_text="Start command, port, image and the like.")
+    limits = serializers.DictField()
+    env = serializers.ListField(
+        child=serializers.DictField(), help_text="Variables: key, is_secret (never values)."
+    )
+
+
 class DeploymentSerializer(serializers.ModelSerializer):
     triggered_by = serializers.SlugRelatedField(
         slug_field="email", read_only=True, help_text="Who asked (null for webhooks)."
@@ -47,6 +55,9 @@ class DeploymentSerializer(serializers.ModelSerializer):
     )
     transitions = DeploymentTransitionSerializer(many=True, read_only=True)
     progress = serializers.SerializerMethodField()
+    config = serializers.SerializerMethodField(
+        help_text="What it ran with, which a rollback to it restores (null: not started)."
+    )
 
     class Meta:
         model = Deployment
@@ -70,8 +81,23 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "finished_at",
             "rollback_of",
             "log_size",
+            "config",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(DeploymentConfigSerializer(allow_null=True))
+    def get_config(self, deployment: Deployment) -> dict | None:
+        snapshot = deployment.config_snapshot or {}
+        if not snapshot:
+            return None
+        return {
+            "site": snapshot.get("site") or {},
+            "limits": snapshot.get("limits") or {},
+            "env": [
+                {"key": v.get("key"), "is_secret": bool(v.get("is_secret"))}
+                for v in snapshot.get("env") or []
+            ],
+        }
 
     @extend_schema_field(DeploymentProgressSerializer)
     def get_progress(self, deployment: Deployment) -> dict:
