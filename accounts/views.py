@@ -1,8 +1,7 @@
-"""Server-rendered pages: sign in, sign out, register, and the tenant home page."""
+"""Server-rendered pages: sign in, sign out, register (the console has the rest)."""
 
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 
@@ -36,8 +35,3 @@ def register(request):
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
             return redirect("home")
     return render(request, "accounts/register.html", {"form": form})
-
-
-@login_required
-def home(request):
-    return render(request, "home.html")

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "accounts",
     "hosting",
     "monitoring",
+    "console",
 ]
 
 MIDDLEWARE = [

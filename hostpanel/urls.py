@@ -9,13 +9,11 @@ handler404 = "hostpanel.api.exceptions.json_not_found"
 handler500 = "hostpanel.api.exceptions.json_server_error"
 
 urlpatterns = [
-    path("", pages.home, name="home"),
     path("login/", pages.ThrottledLoginView.as_view(), name="login"),
     path("logout/", pages.LogoutView.as_view(), name="logout"),
     path("register/", pages.register, name="register"),
-    path("o/<slug:org_slug>/", site_pages.site_list, name="site-list"),
-    path("o/<slug:org_slug>/sites/<slug:site_slug>/", site_pages.site_detail, name="site-detail"),
     path("visit/<uuid:site_id>/", site_pages.visit_private_site, name="visit-private-site"),
     path("admin/", admin.site.urls),
     path("api/v1/", include(("hostpanel.api.urls", "api"), namespace="api")),
+    path("", include("console.urls")),
 ]
