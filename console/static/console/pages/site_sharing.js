@@ -31,7 +31,8 @@ if (!can("share.manage")) {
     url: `${siteApi}share-links/`,
     data: (f) => { const data = formData(f); if (data.expires_at) data.expires_at = new Date(data.expires_at).toISOString(); return data; },
     done: (link) => {
-      document.getElementById("new-link").replaceChildren(shownOnce("Share link", link.url || link.token));
+      document.getElementById("new-link").replaceChildren(link.url ? shownOnce("Share link", link.url)
+        : shownOnce("Share token (the site's host has no proxy yet: add ?hp_share=<token> to its address)", link.token));
       reload();
       return "Link created.";
     },

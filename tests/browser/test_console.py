@@ -1,0 +1,237 @@
+"""The tenant console in a real browser: what a tenant does from the pages, end to end
+through the API, with feedback they can see, and what a viewer may not do."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import expect
+
+from accounts import services as accounts
+from accounts.models import Organization, Role
+from audit.models import AuditLog
+from hosting import services
+from hosting.models import DockerHost, EnvironmentVariable, Site
+from tests.factories import add_member, make_org, make_user
+from tests.hosting.factories import make_env, make_site
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def team(transactional_db):
+    owner = make_user("olive@example.test", display_name="Olive")
+    viewer = make_user("vic@example.test")
+    org = make_org(owner, "Acme", slug="acme")
+    add_member(org, viewer, Role.VIEWER)
+    services.create_host(actor=None, name="idle", endpoint="unix:///nonexistent/docker.sock")
+    return org, owner, viewer
+
+
+def test_a_tenant_creates_an_organization_and_a_site_from_the_pages(browse, team):
+    _, owner, _ = team
+    watched = browse(owner)
+    page = watched.page
+    page.goto("/")
+    expect(page.get_by_role("link", name="Acme")).to_be_visible()
+    page.get_by_label("Name", exact=True).fill("Beta Works")
+    page.get_by_role("button", name="Create organization").click()
+    page.wait_for_url("**/o/beta-works/")
+    expect(page.get_by_role("heading", name=re.compile("Beta Works"))).to_be_visible()
+    expect(page.locator("#org-switch option", has_text="Beta Works")).to_have_count(1)
+    expect(page.get_by_text("No sites match")).to_be_visible()  # the empty state says what next
+
+    page.get_by_role("button", name="New site").click()
+    page.get_by_label("Type").select_option("docker")
+    page.get_by_label("Name", exact=True).fill("Shop")
+    page.get_by_label("Image").fill("example/shop:1")
+    page.get_by_label("Port the app listens on").fill("8080")
+    page.get_by_role("button", name="Create site").click()
+    page.wait_for_url("**/o/beta-works/sites/shop/")
+    # The engine cannot be reached: the page says the change waits for it, not "running".
+    expect(page.locator("#site-reason")).to_contain_text("Pending")
+    assert Site.objects.get(slug="shop").organization.slug == "beta-works"
+
+
+def test_field_errors_appear_beside_their_fields_and_clear_on_the_next_try(browse, team):
+    org, owner, _ = team
+    page = browse(owner).page
+    page.goto(f"/o/{org.slug}/sites/new/")
+    page.get_by_label("Type").select_option("docker")
+    page.get_by_role("button", name="Create site").click()
+    expect(page.locator(".field-error").first).to_be_visible()
+    expect(page.locator("#new-site .status")).to_have_text("Please correct the marked fields.")
+    page.get_by_label("Name", exact=True).fill("Blog")
+    page.get_by_label("Image").fill("example/blog:1")
+    page.get_by_role("button", name="Create site").click()
+    page.wait_for_url("**/sites/blog/")
+
+
+def test_env_vars_from_the_editor_and_a_pasted_env_file_secrets_masked(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/env/")
+    expect(page.get_by_text("No variables yet")).to_be_visible()
+    page.get_by_label("Key", exact=True).fill("API_KEY")
+    page.get_by_label("Value", exact=True).fill("s3cret-value")
+    page.get_by_label("Secret", exact=True).check()
+    page.get_by_role("button", name="Add").click()
+    expect(page.locator("#env-add .status")).to_contain_text("API_KEY set")
+    row = page.locator("#env tr", has_text="API_KEY")
+    expect(row).to_contain_text("********")
+    assert "s3cret-value" not in page.content()
+    row.get_by_role("button", name="Reveal").click()
+    expect(row).to_contain_text("s3cret-value")
+    assert AuditLog.objects.filter(action="env.reveal").count() == 1
+
+    page.get_by_label(re.compile("Lines of KEY=value")).fill(
+        '# settings\nexport DEBUG=false\nGREETING="hello world"\nAPI_KEY=rotated\nnot a line\n'
+    )
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("#env-paste .status")).to_contain_text("3 variable(s) set")
+    expect(page.locator("#env-paste .status")).to_contain_text("Not KEY=value: not a line")
+    values = {v.key: services.reveal_env_value(v) for v in EnvironmentVariable.objects.all()}
+    assert values == {"API_KEY": "rotated", "DEBUG": "false", "GREETING": "hello world"}
+    assert EnvironmentVariable.objects.get(key="API_KEY").is_secret  # stays secret
+
+
+def test_a_viewer_sees_what_they_may_not_do_and_why(browse, team):
+    org, _, viewer = team
+    make_site(org, name="Web", slug="web")
+    page = browse(viewer).page
+    page.goto("/o/acme/sites/web/")
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_disabled()
+    expect(stop).to_have_attribute("title", "This needs the member role; you are viewer.")
+    page.goto("/o/acme/sites/web/settings/")
+    expect(page.get_by_role("button", name="Delete site…")).to_be_disabled()
+    expect(page.get_by_label("Name", exact=True)).to_be_disabled()
+    page.goto("/o/acme/audit/")
+    expect(page.get_by_text("This needs the admin role; you are viewer.")).to_be_visible()
+
+
+def test_deleting_a_site_needs_its_name_typed(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/settings/")
+    page.get_by_role("button", name="Delete site…").click()
+    dialog = page.get_by_role("dialog")
+    delete = dialog.get_by_role("button", name="Delete")
+    expect(delete).to_be_disabled()
+    dialog.get_by_label("Name", exact=True).fill("we")
+    expect(delete).to_be_disabled()
+    dialog.get_by_label("Name", exact=True).fill("web")
+    delete.click()
+    page.wait_for_url("**/o/acme/")
+    assert Site.objects.get(slug="web").deleted_at is not None
+
+
+def test_a_token_is_shown_once_with_a_copy_button_then_listed_and_revoked(browse, team):
+    _, owner, _ = team
+    page = browse(owner).page
+    page.goto("/account/tokens/")
+    page.get_by_label("Name", exact=True).fill("CI")
+    page.get_by_label("Organization").select_option("acme")
+    page.get_by_label("deploy").check()
+    page.get_by_role("button", name="Create token").click()
+    shown = page.locator(".secret-once")
+    expect(shown).to_contain_text("shown only now")
+    expect(shown.get_by_role("button", name="Copy")).to_be_visible()
+    token = shown.locator("code").inner_text()
+    assert token.startswith("hp_") and len(token) > 20
+    row = page.locator("#tokens tr", has_text="CI")
+    expect(row).to_contain_text("deploy, read")
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.locator("#tokens-status")).to_have_text("CI revoked.")
+    page.reload()
+    assert token not in page.content()
+
+
+def test_an_invited_person_creates_an_account_with_the_invitation_alone(browse, team):
+    org, owner, _ = team
+    _, code = accounts.invite(org, email="newt@example.test", role=Role.MEMBER, actor=owner)
+    page = browse().page
+    page.goto(f"/invitations/{code}/")
+    expect(page.get_by_role("heading", name="Join Acme")).to_be_visible()
+    page.get_by_label("Display name").fill("Newt")
+    page.get_by_label("Password").fill("a long enough pass 1")
+    page.get_by_role("button", name="Create account and join").click()
+    page.wait_for_url("**/o/acme/")
+    expect(page.get_by_role("heading", name=re.compile("Acme"))).to_contain_text("member")
+    assert Organization.objects.get(slug="acme").memberships.filter(user__email="newt@example.test")
+
+
+def test_the_audit_feed_reads_as_sentences_and_filters(browse, team):
+    org, owner, _ = team
+    site = make_site(org, name="Shop", slug="shop", actor=owner)
+    make_env(site, key="DATABASE_URL")
+    services.stop_site(site, actor=owner)
+    page = browse(owner).page
+    page.goto("/o/acme/audit/")
+    expect(page.get_by_text("olive@example.test created the site")).to_be_visible()
+    page.get_by_label("Kind").select_option("env.")
+    expect(page.locator("#audit tbody tr")).to_have_count(1)
+    expect(page.locator("#audit")).to_contain_text("set env DATABASE_URL")
+
+
+def test_share_links_are_made_and_shown_once_on_the_sharing_page(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    DockerHost.objects.update(proxy_admin="unix:///nonexistent/admin.sock")  # it has a URL
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/sharing/")
+    page.get_by_label("Private").check()
+    expect(page.locator("#privacy-status")).to_have_text("The site is private now.")
+    page.get_by_label("Label").fill("client")
+    page.get_by_role("button", name="Create link").click()
+    expect(page.locator("#new-link")).to_contain_text(
+        "http://web-acme.sites.localhost:8080/?hp_share="
+    )
+    expect(page.locator("#links tr", has_text="client")).to_contain_text("active")
+    assert Site.objects.get(slug="web").is_private
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/o/acme/", "/o/acme/sites/web/", "/o/acme/sites/web/deployments/",
+     "/o/acme/sites/web/env/", "/o/acme/sites/web/usage/", "/o/acme/members/",
+     "/account/tokens/"],
+)  # fmt: skip
+def test_pages_fit_a_375_px_phone_without_sideways_scrolling(browse, team, path):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner, width=375).page
+    page.goto(path)
+    page.wait_for_load_state("networkidle")
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, f"{path} is {width} px wide"
+
+
+def test_usage_charts_draw_from_the_usage_api(browse, team):
+    from monitoring.models import UsageSample
+
+    org, owner, _ = team
+    site = make_site(org, name="Web", slug="web")
+    now = timezone.now()
+    UsageSample.objects.bulk_create(
+        UsageSample(
+            site=site, organization=org, docker_id="c1", timestamp=now - timedelta(minutes=m * 5),
+            cpu_percent=10 + m, memory_bytes=50 << 20, net_rx_bytes=1000, net_tx_bytes=1000,
+        )
+        for m in range(20)
+    )  # fmt: skip
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/usage/")
+    expect(page.locator("#chart-cpu canvas")).to_have_count(1)
+    expect(page.locator("#chart-memory canvas")).to_have_count(1)
+    page.get_by_role("button", name="1 hour").click()
+    expect(page.get_by_role("button", name="1 hour")).to_have_attribute("aria-pressed", "true")
+    expect(page.get_by_role("link", name=re.compile("daily CSV"))).to_have_attribute(
+        "href", "/api/v1/organizations/acme/usage/daily.csv"
+    )
