@@ -14,8 +14,11 @@ from accounts import services as accounts
 from accounts.models import Organization, Role
 from audit.models import AuditLog
 from hosting import services
+from hosting.deployments.logs import append_log
 from hosting.models import DockerHost, EnvironmentVariable, Site
-from tests.factories import add_member, make_org, make_user
+from monitoring.models import UsageSample
+from tests.deployments import no_broker, succeeded
+from tests.factories import PASSWORD, add_member, make_org, make_user
 from tests.hosting.factories import make_env, make_site
 
 pytestmark = pytest.mark.browser
@@ -214,8 +217,6 @@ def test_pages_fit_a_375_px_phone_without_sideways_scrolling(browse, team, path)
 
 
 def test_usage_charts_draw_from_the_usage_api(browse, team):
-    from monitoring.models import UsageSample
-
     org, owner, _ = team
     site = make_site(org, name="Web", slug="web")
     now = timezone.now()
@@ -235,3 +236,104 @@ def test_usage_charts_draw_from_the_usage_api(browse, team):
     expect(page.get_by_role("link", name=re.compile("daily CSV"))).to_have_attribute(
         "href", "/api/v1/organizations/acme/usage/daily.csv"
     )
+
+
+def test_deployments_show_history_logs_and_roll_back_to_a_chosen_one(
+    browse, team, monkeypatch, settings
+):
+    sent = no_broker(settings, monkeypatch)
+    org, owner, _ = team
+    site = make_site(org, name="Web", slug="web", repository_url="file:///tmp/x")
+    first = succeeded(site, owner)
+    append_log(first, "building", "Step 1/3 : FROM busybox\nbuilt fine\n")
+    succeeded(site, owner)
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/deployments/")
+    rows = page.locator("#deployments tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("#2")
+    expect(rows.first).to_contain_text("olive@example.test")
+    row = page.locator(f"#deployment-{first.pk}")
+    row.get_by_role("button", name="Log").click()
+    expect(page.locator("#log")).to_contain_text("built fine")
+    expect(page.locator("#log-note")).to_contain_text("finished")
+
+    row.get_by_role("button", name="Roll back to this").click()
+    restore = page.locator("#restore")
+    expect(restore).to_contain_text("Roll back to #1?")
+    expect(restore).to_contain_text("API_KEY (secret)")  # what it restores, never a value
+    expect(restore).to_contain_text("internal_port")
+    restore.get_by_role("button", name="Roll back to #1").click()
+    expect(page.locator("#row-status")).to_have_text("Rollback #3 queued.")
+    expect(rows).to_have_count(3)
+    rollback = site.deployments.get(number=3)
+    assert rollback.rollback_of_id == first.pk and sent[-1] == str(rollback.pk)  # to a worker
+
+
+def test_members_invitations_and_roles_from_the_members_page(browse, team):
+    org, owner, viewer = team
+    page = browse(owner).page
+    page.goto("/o/acme/members/")
+    row = page.locator("#members tr", has_text="vic@example.test")
+    row.get_by_label("Role of vic@example.test").select_option("member")
+    expect(page.locator("#member-status")).to_have_text("vic@example.test is member now.")
+    assert org.memberships.get(user=viewer).role == "member"
+
+    page.get_by_label("Email").fill("friend@example.test")
+    page.get_by_label("Role", exact=True).select_option("viewer")
+    page.get_by_role("button", name="Send invitation").click()
+    expect(page.locator("#invite-link")).to_contain_text("/invitations/")
+    expect(page.locator("#invitations tr", has_text="friend@example.test")).to_contain_text(
+        "pending"
+    )
+    page.once("dialog", lambda d: d.accept())
+    row.get_by_role("button", name="Remove").click()
+    expect(page.locator("#member-status")).to_have_text("vic@example.test removed.")
+    assert not org.memberships.filter(user=viewer).exists()
+
+
+def test_domains_get_txt_instructions_and_limits_save_from_their_forms(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/domains/")
+    page.get_by_label("Hostname").fill("www.example.com")
+    page.get_by_role("button", name="Add domain").click()
+    row = page.locator("#domains tr", has_text="www.example.com")
+    expect(row).to_contain_text("_hostpanel")  # the TXT record's name, with a copy button
+    expect(row.get_by_role("button", name=re.compile("^Copy"))).to_have_count(2)
+    row.get_by_role("button", name="Verify").click()
+    expect(page.locator("#domain-status")).to_contain_text("www.example.com")
+
+    page.goto("/o/acme/sites/web/limits/")
+    expect(page.get_by_label("Memory (MB)")).to_have_value("64")
+    page.get_by_label("Memory (MB)").fill("96")
+    page.get_by_role("button", name="Save limits").click()
+    expect(page.locator("#limits .status")).to_have_text("Limits saved.")
+    assert Site.objects.get(slug="web").limits.memory_mb == 96
+
+
+def test_account_password_change_and_webhook_secret_shown_once(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web", repository_url="https://git.example.com/x.git")
+    page = browse(owner).page
+    page.goto("/account/")
+    page.get_by_label("Current password").fill("wrong")
+    page.get_by_label("New password").fill("a brand new pass 9")
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#password .field-error")).to_have_text(
+        "This is not your current password."
+    )
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_role("button", name="Change password").click()
+    expect(page.locator("#password .status")).to_contain_text("Password changed")
+    owner.refresh_from_db()
+    assert owner.check_password("a brand new pass 9")
+
+    page.goto("/o/acme/sites/web/webhook/")
+    expect(page.locator("#hook")).to_contain_text("/api/v1/hooks/git/")
+    page.get_by_role("button", name="Set a new secret").click()
+    expect(page.locator("#secret .secret-once")).to_contain_text("shown only now")
+    page.reload()
+    expect(page.locator("#hook")).to_contain_text("set (shown only when set)")
+    expect(page.locator("#secret")).to_be_empty()
