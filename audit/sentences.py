@@ -51,6 +51,7 @@ PHRASES = {
     "deployment.create": "asked for deployment {target}",
     "deployment.finish": "finished deployment {target}",
     "deployment.cancel": "cancelled deployment {target}",
+    "deployment.progress": "moved deployment {target} on",
     "webhook.rotate": "set a new webhook secret for {target}",
     "webhook.rejected": "refused a webhook delivery for {target}",
 }
@@ -68,6 +69,8 @@ def sentence(entry: AuditLog) -> str:
     if isinstance(site, str) and site and site not in text:
         text += f" on {site}"
     status = (entry.changes or {}).get("status") if isinstance(entry.changes, dict) else None
-    if entry.action == "deployment.finish" and isinstance(status, str):
+    if isinstance(status, dict):
+        status = status.get("after")
+    if entry.action in ("deployment.finish", "deployment.progress") and isinstance(status, str):
         text += f": {status}"
     return text

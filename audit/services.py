@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import models, transaction
@@ -12,6 +12,8 @@ from audit import actions, context
 from audit.models import AuditLog
 
 REDACTED = "[redacted]"
+# Called with each new entry, inside its transaction (notifications.events registers one).
+after_record: list[Callable[[AuditLog], None]] = []
 _SECRET_NAME = re.compile(r"password|secret|token|key_hash|code_hash|api_key|private", re.I)
 
 
@@ -85,7 +87,7 @@ def record(
         target_id = target_id or str(target.pk)
         target_label = target_label or str(target)
     is_user = actor is not None and getattr(actor, "is_authenticated", False)
-    return AuditLog.objects.create(
+    entry = AuditLog.objects.create(
         action=action,
         organization=organization,
         actor=actor if is_user else None,
@@ -99,3 +101,6 @@ def record(
         target_label=target_label[:254],
         changes=_jsonable(redact(changes or {}, secret_fields)),
     )
+    for hook in after_record:
+        hook(entry)
+    return entry

@@ -16,6 +16,7 @@ from hosting.api.views import (
     ShareLinkViewSet,
     SiteViewSet,
 )
+from notifications.api.views import WebhookViewSet
 
 SAFE = "GET"
 # ability -> (viewset, action, HTTP method)
@@ -37,6 +38,7 @@ ABILITIES = {
     "deploy": (DeploymentViewSet, "create", "POST"),
     "webhook.rotate": (SiteWebhookViewSet, "rotate", "POST"),
     "share.manage": (ShareLinkViewSet, "create", "POST"),
+    "webhooks.manage": (WebhookViewSet, "create", "POST"),
 }
 
 

@@ -30,7 +30,13 @@ SITE_SECTIONS = {
     "webhook": "Git webhook",
     "sharing": "Privacy & sharing",
 }
-ORG_SECTIONS = {"sites": "Sites", "members": "Members", "audit": "Audit", "settings": "Settings"}
+ORG_SECTIONS = {
+    "sites": "Sites",
+    "members": "Members",
+    "audit": "Audit",
+    "notifications": "Notifications",
+    "settings": "Settings",
+}
 
 
 def _organization(request, org_slug: str) -> Organization:

@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "accounts",
     "hosting",
     "monitoring",
+    "notifications",
     "console",
 ]
 
@@ -214,6 +215,7 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.Role",
+        "NotificationEventEnum": "notifications.api.serializers.EVENT_CHOICES",
     },
 }
 
@@ -278,6 +280,8 @@ SLEEP_IGNORE_USER_AGENTS = env.list(
 )
 # A request for a container's runtime logs waits this long for its engine.
 RUNTIME_LOG_TIMEOUT_SECONDS = env.float("RUNTIME_LOG_TIMEOUT_SECONDS", default=5.0)
+# Outgoing notification webhooks may target private and loopback addresses (a lab only).
+NOTIFICATION_WEBHOOKS_ALLOW_PRIVATE = env.bool("NOTIFICATION_WEBHOOKS_ALLOW_PRIVATE", default=False)
 # A member let into a private site through the panel keeps its cookie this long.
 PRIVATE_SITE_SIGN_IN_HOURS = env.int("PRIVATE_SITE_SIGN_IN_HOURS", default=12)
 HEALTH_INTERVAL = env.int("HEALTH_INTERVAL_SECONDS", default=60)

@@ -10,6 +10,7 @@ from hosting.api import deployments as deploys
 from hosting.api import edge
 from hosting.api import views as hosting
 from monitoring.api import views as monitoring
+from notifications.api import views as notifications
 
 ORG = r"organizations/(?P<org_slug>[-a-zA-Z0-9_]+)"
 SITE = rf"{ORG}/sites/(?P<site_slug>[-a-zA-Z0-9_]+)"
@@ -26,6 +27,12 @@ router.register(f"{SITE}/env", hosting.EnvironmentVariableViewSet, basename="env
 router.register(f"{SITE}/containers", hosting.ContainerViewSet, basename="container")
 router.register(f"{SITE}/share-links", hosting.ShareLinkViewSet, basename="sharelink")
 router.register(f"{SITE}/deployments", deploys.DeploymentViewSet, basename="deployment")
+router.register(
+    f"{ORG}/notification-webhooks", notifications.WebhookViewSet, basename="notificationwebhook"
+)
+router.register(
+    f"{ORG}/notification-deliveries", notifications.DeliveryViewSet, basename="notificationdelivery"
+)
 router.register("site-templates", hosting.SiteTemplateViewSet, basename="sitetemplate")
 router.register("hosts", hosting.DockerHostViewSet, basename="host")
 
@@ -73,6 +80,13 @@ urlpatterns = [
         "organizations/<slug:org_slug>/sites/<slug:site_slug>/webhook/",
         deploys.SiteWebhookViewSet.as_view({"get": "retrieve", "post": "rotate"}),
         name="site-webhook",
+    ),
+    path(
+        "organizations/<slug:org_slug>/notifications/",
+        notifications.MyNotificationsViewSet.as_view(
+            {"get": "retrieve", "patch": "partial_update"}
+        ),
+        name="my-notifications",
     ),
     path("hooks/git/<uuid:webhook_id>/", deploys.GitWebhookView.as_view(), name="git-webhook"),
     path("stats/", monitoring.PlatformStatsView.as_view(), name="platform-stats"),

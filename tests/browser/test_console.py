@@ -17,9 +17,12 @@ from hosting import services
 from hosting.deployments.logs import append_log
 from hosting.models import DockerHost, EnvironmentVariable, Site
 from monitoring.models import UsageSample
+from notifications import tasks
+from notifications.models import EmailSubscription
 from tests.deployments import no_broker, succeeded
 from tests.factories import PASSWORD, add_member, make_org, make_user
 from tests.hosting.factories import make_env, make_site
+from tests.notifications.test_notifications import finish_deployment
 
 pytestmark = pytest.mark.browser
 
@@ -337,3 +340,32 @@ def test_account_password_change_and_webhook_secret_shown_once(browse, team):
     page.reload()
     expect(page.locator("#hook")).to_contain_text("set (shown only when set)")
     expect(page.locator("#secret")).to_be_empty()
+
+
+def test_notifications_choices_and_a_webhook_from_the_page(browse, team, settings):
+    settings.NOTIFICATION_WEBHOOKS_ALLOW_PRIVATE = True
+    org, owner, _ = team
+    site = make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/notifications/")
+    failed = page.get_by_label("A deployment failed").first
+    expect(failed).to_be_checked()  # an owner's default
+    page.locator("#event-boxes").get_by_label("A deployment succeeded").check()
+    page.get_by_role("button", name="Save my choices").click()
+    expect(page.locator("#my-events .status")).to_have_text("Saved: you get these by email.")
+    events = EmailSubscription.objects.get(user=owner).events
+    assert events == [
+        "deployment.failed",
+        "deployment.succeeded",
+        "site.limit_breached",
+        "site.unhealthy",
+    ]
+
+    page.get_by_label("URL").fill("http://127.0.0.1:9/hook")
+    page.get_by_role("button", name="Add webhook").click()
+    expect(page.locator("#hook-secret")).to_contain_text("whsec_")
+    expect(page.locator("#hooks tr", has_text="127.0.0.1:9")).to_contain_text("deployment.failed")
+    tasks.notify.run(str(finish_deployment(site).pk))
+    page.reload()
+    expect(page.locator("#deliveries")).to_contain_text("email: olive@example.test")
+    expect(page.locator("#deliveries tr", has_text="webhook")).to_contain_text("failed")

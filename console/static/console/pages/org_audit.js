@@ -21,7 +21,7 @@ function stagesOf(entry) {
     details.dataset.loaded = "1";
     const data = await api(`organizations/${org}/audit-logs/?action=deployment.progress&target_id=${encodeURIComponent(entry.target_id)}&page_size=50`);
     details.append(el("ul", {}, ...data.results.slice().reverse().map((p) =>
-      el("li", {}, `${fmt.clock(p.timestamp)} ${(p.changes && (p.changes.status || p.changes.to)) || p.summary}`))));
+      el("li", {}, `${fmt.clock(p.timestamp)} ${(p.changes && p.changes.status && p.changes.status.after) || p.summary}`))));
   }, { once: false });
   return details;
 }
