@@ -1,11 +1,15 @@
 """Headless Chromium (Debian's, driven by Playwright) against the panel on pytest-django's
 live server. Every page a test opens is watched for script errors and failed requests to the
-panel; a test fails on any."""
+panel; a test fails on any. A failed test leaves screenshots of its pages in
+var/browser-failures/."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -27,6 +31,15 @@ FLAGS = [
 # Playwright's sync API runs an event loop in this thread; the ORM calls the tests make
 # between page steps are still plain synchronous calls.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+FAILURES = Path(__file__).resolve().parents[2] / "var" / "browser-failures"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.browser_failed = report.failed
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +78,7 @@ class Watched:
 
 
 @pytest.fixture
-def browse(chromium, live_server, settings, transactional_db):
+def browse(request, chromium, live_server, settings, transactional_db):
     """browse(user=None, width=1200) -> a Watched page of a fresh browser context, signed in
     as `user` (the session cookie of a real sign-in) when given."""
     settings.SITE_URL = live_server.url
@@ -90,6 +103,12 @@ def browse(chromium, live_server, settings, transactional_db):
         return page
 
     yield open_page
+    if getattr(request.node, "browser_failed", False):
+        FAILURES.mkdir(parents=True, exist_ok=True)
+        name = re.sub(r"[^\w.-]+", "_", request.node.name)
+        for n, w in enumerate(watched):
+            with contextlib.suppress(Exception):
+                w.page.screenshot(path=str(FAILURES / f"{name}-{n}.png"), full_page=True)
     for context in contexts:
         context.close()
     problems = [p for w in watched for p in w.problems]

@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -15,7 +16,7 @@ from accounts.models import Organization, Role
 from audit.models import AuditLog
 from hosting import services
 from hosting.deployments.logs import append_log
-from hosting.models import DockerHost, EnvironmentVariable, Site
+from hosting.models import DockerHost, EnvironmentVariable, OrganizationQuota, Site
 from monitoring.models import UsageSample
 from notifications import tasks
 from notifications.models import EmailSubscription
@@ -104,6 +105,17 @@ def test_env_vars_from_the_editor_and_a_pasted_env_file_secrets_masked(browse, t
     assert values == {"API_KEY": "rotated", "DEBUG": "false", "GREETING": "hello world"}
     assert EnvironmentVariable.objects.get(key="API_KEY").is_secret  # stays secret
 
+    row = page.locator("#env tr", has_text="GREETING")
+    row.get_by_role("button", name="Edit").click()
+    field = row.get_by_label("New value for GREETING")
+    expect(field).to_have_value("hello world")
+    field.fill("bonjour")
+    field.press("Enter")
+    expect(page.locator("#env-status")).to_have_text(
+        "GREETING changed; it applies at the next restart."
+    )
+    expect(page.locator("#env tr", has_text="GREETING")).to_contain_text("bonjour")
+
 
 def test_a_viewer_sees_what_they_may_not_do_and_why(browse, team):
     org, _, viewer = team
@@ -184,6 +196,10 @@ def test_the_audit_feed_reads_as_sentences_and_filters(browse, team):
     page.get_by_label("Kind").select_option("env.")
     expect(page.locator("#audit tbody tr")).to_have_count(1)
     expect(page.locator("#audit")).to_contain_text("set env DATABASE_URL")
+    page.get_by_label("Kind").select_option("")
+    page.get_by_label("Who").select_option(label="olive@example.test")
+    expect(page.locator("#audit")).not_to_contain_text("set env DATABASE_URL")  # the system's
+    expect(page.locator("#audit tbody tr").first).to_contain_text("olive@example.test")
 
 
 def test_share_links_are_made_and_shown_once_on_the_sharing_page(browse, team):
@@ -369,3 +385,102 @@ def test_notifications_choices_and_a_webhook_from_the_page(browse, team, setting
     page.reload()
     expect(page.locator("#deliveries")).to_contain_text("email: olive@example.test")
     expect(page.locator("#deliveries tr", has_text="webhook")).to_contain_text("failed")
+
+
+def test_the_site_list_pages_searches_and_filters(browse, team):
+    org, owner, _ = team
+    OrganizationQuota.objects.filter(organization=org).update(
+        max_sites=100, max_memory_mb=10**6, max_cpu_percent=10**6
+    )
+    for n in range(53):
+        make_site(org, name=f"Site {n:02d}", slug=f"site-{n:02d}")
+    make_site(org, name="Static one", slug="static-one", site_type="static", image="")
+    page = browse(owner).page
+    page.goto("/o/acme/")
+    rows = page.locator("#sites tbody tr")
+    expect(rows).to_have_count(50)
+    expect(page.get_by_text("54 in all")).to_be_visible()
+    page.get_by_role("button", name="Next").click()
+    expect(rows).to_have_count(4)
+    expect(rows.last).to_contain_text("Static one")
+    page.get_by_label("Search").fill("site-07")
+    expect(rows).to_have_count(1)
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Type").select_option("static")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("static")
+
+
+def test_keyboard_focus_is_visible_and_status_messages_are_announced(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/env/")
+    page.get_by_label("Key", exact=True).focus()
+    page.keyboard.press("Tab")  # to the value field, by keyboard
+    outline = page.evaluate(
+        "getComputedStyle(document.activeElement).outlineStyle + ' ' + "
+        "getComputedStyle(document.activeElement).outlineWidth"
+    )
+    assert outline.startswith("solid") and not outline.endswith(" 0px"), outline
+    assert page.locator("#env-add .status").get_attribute("aria-live") == "polite"
+    unlabeled = page.evaluate(
+        "[...document.querySelectorAll('input:not([type=hidden]), select, textarea')]"
+        ".filter(e => !e.labels?.length && !e.getAttribute('aria-label')).map(e => e.id || e.name)"
+    )
+    assert unlabeled == []
+
+
+def test_an_admin_invites_and_the_invitee_accepts_in_a_second_browser(browse, team):
+    _, owner, _ = team
+    invitee = make_user("sam@example.test")
+    admin_page = browse(owner).page
+    admin_page.goto("/o/acme/members/")
+    admin_page.get_by_label("Email").fill("sam@example.test")
+    admin_page.get_by_role("button", name="Send invitation").click()
+    link = admin_page.locator("#invite-link code").inner_text()
+    assert "/invitations/" in link
+
+    sam = browse(invitee).page  # another browser context, signed in as the invitee
+    sam.goto(link)
+    expect(sam.get_by_text("invited sam@example.test")).to_be_visible()
+    sam.get_by_role("button", name="Accept and join").click()
+    sam.wait_for_url("**/o/acme/")
+    admin_page.reload()
+    expect(admin_page.locator("#members")).to_contain_text("sam@example.test")
+    expect(admin_page.locator("#invitations tr", has_text="sam@example.test")).to_contain_text(
+        "accepted"
+    )
+
+
+def test_an_ended_session_sends_the_next_action_to_sign_in(browse, team):
+    org, owner, _ = team
+    make_site(org, name="Web", slug="web")
+    page = browse(owner).page
+    page.goto("/o/acme/sites/web/env/")
+    page.wait_for_load_state("networkidle")
+    Session.objects.all().delete()  # signed out in another tab, or expired
+    page.get_by_label("Key", exact=True).fill("X")
+    page.get_by_role("button", name="Add").click()
+    page.wait_for_url(re.compile(r"/login/\?next=%2Fo%2Facme%2Fsites%2Fweb%2Fenv%2F$"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_no_page_shows_null_undefined_or_a_raw_float(browse, team):
+    org, owner, _ = team
+    site = make_site(org, name="Web", slug="web")
+    UsageSample.objects.create(
+        site=site,
+        organization=org,
+        docker_id="c1",
+        cpu_percent=12.345678901234,
+        memory_bytes=123456789,
+    )
+    page = browse(owner).page
+    for section in ("", "deployments/", "usage/", "limits/", "env/", "settings/"):
+        page.goto(f"/o/acme/sites/web/{section}")
+        page.wait_for_load_state("networkidle")
+        text = page.locator("main").inner_text()
+        for bad in ("null", "undefined", "NaN", "[object Object]"):
+            assert bad not in text, f"{section}: {bad!r} on the page"
+        assert not re.search(r"\d\.\d{5,}", text), f"{section}: an unformatted number"

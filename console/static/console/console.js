@@ -35,6 +35,11 @@ export async function api(path, { method = "GET", body, text = false } = {}) {
   if (text && response.ok) return response.text();
   let data = null;
   try { data = await response.json(); } catch { data = null; }
+  if (response.status === 401 || (data && data.code === "not_authenticated")) {
+    // Signed out (elsewhere, or the session expired): to the sign-in, then back here.
+    location.assign(`/login/?next=${encodeURIComponent(location.pathname + location.search)}`);
+    throw new ApiError(response.status, { detail: "Your session has ended: signing you in again…" });
+  }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -219,6 +224,7 @@ export function listTable({ table, url, row, empty = "Nothing here yet.", onPage
     }
     const items = Array.isArray(data) ? data : data.results;
     body.replaceChildren(...items.map(row).filter(Boolean));
+    gate(body);  // rows made here may hold controls the viewer's role cannot use
     note.hidden = items.length > 0;
     note.className = "empty";
     note.textContent = empty;

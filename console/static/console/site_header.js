@@ -16,8 +16,10 @@ export function describe(site) {
 export async function refreshSite() {
   const site = await api(siteApi);
   const state = document.getElementById("site-state");
-  state.replaceChildren(badge(site.observed_state === "sleeping" ? "sleeping" : site.observed_state), " ",
-    el("small", { class: "muted" }, describe(site)), site.is_private ? el("small", { class: "badge" }, "private") : null);
+  const said = describe(site);
+  state.replaceChildren(badge(site.observed_state),
+    ...(said !== site.observed_state ? [" ", el("small", { class: "muted" }, said)] : []),
+    ...(site.is_private ? [" ", el("small", { class: "badge" }, "private")] : []));
   const url = document.getElementById("site-url");
   url.replaceChildren(site.url
     ? el("a", { href: site.url, target: "_blank", rel: "noopener", id: "url" }, site.url)

@@ -39,6 +39,9 @@ if (!can("audit.read")) {
         el("div", { class: "muted" }, el("small", {}, e.action))),
       el("td", {}, el("small", { class: "muted" }, e.ip || (e.token_id ? "API token" : "—")))),
   });
+  api(`organizations/${org}/members/?page_size=500&ordering=user__email`).then((data) => {
+    document.getElementById("a-actor").append(...data.results.map((m) => el("option", { value: m.user.id }, m.user.email)));
+  }).catch(() => {});
   let timer;
   filters.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => reload(url()), 300); });
   filters.addEventListener("submit", (e) => { e.preventDefault(); reload(url()); });

@@ -18,6 +18,7 @@ function showLog(d) {
   log.textContent = "";
   document.getElementById("log-title").textContent = `#${d.number}`;
   const note = document.getElementById("log-note");
+  note.textContent = "Loading…";
   let after = -1;
   stopLog = poll(async () => {
     const data = await api(`${siteApi}deployments/${d.id}/log/?after=${after}`);

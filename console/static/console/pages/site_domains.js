@@ -17,6 +17,18 @@ function toggle(d, field, label) {
   return el("label", { class: "inline" }, box, label);
 }
 
+function tlsSelect(d) {
+  const select = el("select", { "aria-label": `Certificate for ${d.hostname}`, "data-can": "domain.write" },
+    ...Object.entries(TLS).map(([value, label]) => el("option", { value, selected: value === d.tls_mode }, label)));
+  select.addEventListener("change", async () => {
+    try {
+      await api(`${domainsApi}${d.id}/`, { method: "PATCH", body: { tls_mode: select.value } });
+      status.className = "status ok"; status.textContent = `${d.hostname}: certificate from ${TLS[select.value]}.`;
+    } catch (error) { select.value = d.tls_mode; status.className = "status error"; status.textContent = error.message; }
+  });
+  return select;
+}
+
 const reload = listTable({
   table: document.getElementById("domains"),
   url: `${domainsApi}?ordering=hostname`,
@@ -25,7 +37,7 @@ const reload = listTable({
     el("td", {}, el("strong", {}, d.hostname), d.is_primary ? [" ", badge("primary")] : null),
     el("td", {}, d.verified_at ? ["verified ", fmt.time(d.verified_at)]
       : el("div", {}, "Add a TXT record:", el("div", {}, "Name: ", copyable(d.txt_record_name)), el("div", {}, "Value: ", copyable(d.verification_token)))),
-    el("td", {}, toggle(d, "ssl_enabled", "HTTPS"), d.ssl_enabled ? el("div", { class: "muted" }, TLS[d.tls_mode] || d.tls_mode) : null),
+    el("td", {}, toggle(d, "ssl_enabled", "HTTPS"), d.ssl_enabled ? tlsSelect(d) : null),
     el("td", {}, toggle(d, "is_cloudflare", "Cloudflare"), d.is_cloudflare ? toggle(d, "cloudflare_only", "only") : null),
     el("td", {}, el("div", { class: "actions", style: "margin:0" },
       d.verified_at ? null : actionButton("Verify", async () => {

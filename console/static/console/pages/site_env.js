@@ -33,14 +33,36 @@ function valueCell(v) {
   return cell;
 }
 
+/** Edit in place: the value cell becomes a field with Save and Cancel (Enter saves,
+ * Escape cancels); a secret's field starts empty, since its value is never sent here. */
 function editButton(v) {
-  return actionButton("Edit", async () => {
-    const value = prompt(`New value for ${v.key}${v.is_secret ? " (secret)" : ""}`, v.is_secret ? "" : v.value);
-    if (value === null) return false;
-    await api(`${envApi}${v.id}/`, { method: "PATCH", body: { value } });
-    reload(); refreshSite();
-    return `${v.key} changed; it applies at the next restart.`;
+  const button = actionButton("Edit", async () => {
+    const row = button.closest("tr");
+    const cell = row.children[1];
+    const input = el("input", { value: v.is_secret ? "" : v.value, "aria-label": `New value for ${v.key}`,
+      placeholder: v.is_secret ? "new secret value" : "", autocomplete: "off" });
+    const save = el("button", { type: "button", class: "primary" }, "Save");
+    const cancel = el("button", { type: "button" }, "Cancel");
+    const before = [...cell.childNodes];
+    cell.replaceChildren(input, " ", save, " ", cancel);
+    input.focus();
+    cancel.addEventListener("click", () => cell.replaceChildren(...before));
+    save.addEventListener("click", async () => {
+      save.disabled = true;
+      try {
+        await api(`${envApi}${v.id}/`, { method: "PATCH", body: { value: input.value } });
+        say(status, `${v.key} changed; it applies at the next restart.`, "ok");
+        reload(); refreshSite();
+      } catch (error) {
+        if (!(error instanceof ApiError)) throw error;
+        say(status, error.message, "error");
+        save.disabled = false;
+      }
+    });
+    input.addEventListener("keydown", (e) => { if (e.key === "Enter") save.click(); if (e.key === "Escape") cancel.click(); });
+    return false;
   }, { status, can: "env.write" });
+  return button;
 }
 
 const reload = listTable({

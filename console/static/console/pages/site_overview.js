@@ -23,13 +23,13 @@ async function show() {
   const current = data.results.find((d) => d.status === "succeeded");
   const latest = data.results[0];
   const box = document.getElementById("current");
-  box.replaceChildren(current ? el("dl", { class: "facts" },
+  box.replaceChildren(el("div", {}, current ? el("dl", { class: "facts" },
       ...fact("Number", el("a", { href: `${deploymentsPage}#deployment-${current.id}` }, `#${current.number}`)),
       ...fact("Commit", current.commit_hash ? `${current.commit_hash.slice(0, 10)} ${current.commit_message || ""}` : "—"),
       ...fact("Finished", fmt.time(current.finished_at)),
       ...fact("By", current.triggered_by || current.trigger))
     : el("p", { class: "empty" }, "No successful deployment yet: press Deploy."),
-    latest && latest !== current ? el("p", {}, "Latest: ", el("a", { href: deploymentsPage }, `#${latest.number}`), " ", badge(latest.status), latest.error ? ` — ${latest.error}` : "") : null);
+    latest && latest !== current ? el("p", {}, "Latest: ", el("a", { href: deploymentsPage }, `#${latest.number}`), " ", badge(latest.status), latest.error ? ` — ${latest.error}` : "") : null));
   return site;
 }
 
