@@ -14,7 +14,6 @@ import statistics
 
 from hosting import services
 from hosting.models import OrganizationQuota
-from tests.browser.conftest import browse, chromium  # noqa: F401  (fixtures)
 from tests.factories import make_org, make_user
 from tests.hosting.factories import make_site
 
@@ -23,7 +22,7 @@ REPEAT = 7
 FILLED = "document.querySelectorAll('#sites tbody tr').length === 50"
 
 
-def test_the_site_list_with_500_sites_fills_within_300_ms(browse):  # noqa: F811
+def test_the_site_list_with_500_sites_fills_within_300_ms(browse):
     owner = make_user("olive@example.test")
     org = make_org(owner, "Acme", slug="acme")
     OrganizationQuota.objects.filter(organization=org).update(

@@ -72,6 +72,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hostpanel.headers.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "audit.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -154,6 +155,7 @@ REGISTRATION_CODE_TTL = timedelta(minutes=30)
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
+X_FRAME_OPTIONS = "DENY"
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

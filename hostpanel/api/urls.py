@@ -1,7 +1,7 @@
 """`/api/v1/` — every app's routes in one place, so integrators see one stable map."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import views as accounts
@@ -94,6 +94,7 @@ urlpatterns = [
     path("proxy/wake/<uuid:site_id>/", edge.ProxyWakeView.as_view(), name="proxy-wake"),
     path("proxy/auth/<uuid:site_id>/", edge.ProxyAuthView.as_view(), name="proxy-auth"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    # The split view serves Swagger UI's start-up script as a file: no inline script (CSP).
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,
 ]

@@ -15,7 +15,6 @@ from hosting import services
 from hosting.deployments.logs import append_log
 from hosting.models import DockerHost
 from monitoring.models import UsageSample
-from tests.browser.conftest import browse, chromium  # noqa: F401  (fixtures)
 from tests.deployments import succeeded
 from tests.factories import add_member, make_org, make_user
 from tests.hosting.factories import make_env, make_site
@@ -23,7 +22,7 @@ from tests.hosting.factories import make_env, make_site
 OUT = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
-def test_make_the_readme_screenshots(browse, settings):  # noqa: F811
+def test_make_the_readme_screenshots(browse, settings):
     settings.DEPLOY_ALLOW_FILE_REPOSITORIES = True
     owner = make_user("olive@example.test", display_name="Olive")
     org = make_org(owner, "Acme", slug="acme")

@@ -47,14 +47,14 @@ def test_every_page_has_no_serious_accessibility_violation(browse, transactional
     pages += [reverse("org-section", args=["acme", s]) for s in ORG_SECTIONS if s != "sites"]
     pages += [reverse("site-detail", args=["acme", "web"])]
     pages += [reverse("site-section", args=["acme", "web", s]) for s in SITE_SECTIONS]
-    page = browse(owner).page
+    page = browse(owner, bypass_csp=True).page
     problems = {}
     for url in pages:
         page.goto(url)
         page.wait_for_load_state("networkidle")
         if found := violations(page):
             problems[url] = found
-    anonymous = browse().page
+    anonymous = browse(bypass_csp=True).page
     for url in ("/login/", "/register/", "/password-reset/", f"/invitations/{code}/"):
         anonymous.goto(url)
         if found := violations(anonymous):

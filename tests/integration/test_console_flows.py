@@ -14,7 +14,6 @@ from playwright.sync_api import expect
 
 from hosting import deployments, services
 from hosting.reconcile import converge_now
-from tests.browser.conftest import browse, chromium  # noqa: F401  (fixtures)
 from tests.conftest import route_task
 from tests.docker_engines import free_port
 from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
@@ -45,7 +44,7 @@ def run_in_a_worker_thread(monkeypatch) -> list[threading.Thread]:
 
 
 def test_deploy_watch_the_log_open_the_site_and_roll_back_from_the_pages(
-    browse,  # noqa: F811
+    browse,
     proxied_host,
     org,
     owner,

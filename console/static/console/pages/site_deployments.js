@@ -28,7 +28,7 @@ function showLog(d) {
     if (atBottom) log.scrollTop = log.scrollHeight;
     after = data.next_after;
     note.replaceChildren("Status: ", badge(data.status), data.finished ? " — finished." : " — live, updating every 2 s.");
-    if (data.finished) { reload(); refreshSite(); }
+    if (data.finished) { await findServing(); reload(); refreshSite(); }
     return !data.finished;
   }, 2000);
 }
@@ -55,6 +55,14 @@ function showRestore(d) {
   box.scrollIntoView({ block: "nearest" });
 }
 
+// The newest succeeded deployment serves now: rolling back to it would change nothing.
+let servingId = null;
+async function findServing() {
+  const data = await api(`${siteApi}deployments/?status=succeeded&page_size=1`);
+  servingId = data.results.length ? data.results[0].id : null;
+}
+await findServing();
+
 const reload = listTable({
   table: document.getElementById("deployments"),
   url: `${siteApi}deployments/?page_size=20`,
@@ -70,7 +78,7 @@ const reload = listTable({
       ACTIVE.includes(d.status) && !d.cancel_requested ? actionButton("Cancel", async () => {
         await api(`${siteApi}deployments/${d.id}/cancel/`, { method: "POST" }); reload(); return `Cancel of #${d.number} asked.`;
       }, { status: rowStatus, can: "deploy" }) : null,
-      d.status === "succeeded" && can("deploy") ? el("button", { type: "button", onclick: () => showRestore(d) }, "Roll back to this") : null))),
+      d.status === "succeeded" && can("deploy") && d.id !== servingId ? el("button", { type: "button", onclick: () => showRestore(d) }, "Roll back to this") : null))),
   onPage: (data) => {
     const wanted = location.hash.replace("#deployment-", "");
     const chosen = data.results.find((d) => d.id === wanted) || data.results.find((d) => ACTIVE.includes(d.status));

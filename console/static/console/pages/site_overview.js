@@ -1,4 +1,4 @@
-import { actionButton, api, badge, el, fmt, page, poll } from "../console.js";
+import { actionButton, api, badge, el, fmt, listTable, page, poll } from "../console.js";
 import { refreshSite, siteApi } from "../site_header.js";
 
 const status = document.getElementById("action-status");
@@ -48,4 +48,12 @@ document.getElementById("site-actions").append(
     return `Deployment #${deployment.number} queued.`;
   }, { status, can: "deploy", kind: "primary" }));
 
-poll(show, 5000);
+const reloadContainers = listTable({
+  table: document.getElementById("containers"),
+  url: `${siteApi}containers/?page_size=20`,
+  empty: "No container yet: Start or Deploy the site.",
+  row: (c) => el("tr", {}, el("td", {}, el("code", {}, c.name)),
+    el("td", {}, badge(c.state), c.retired_at ? el("small", { class: "muted" }, ` retired ${fmt.time(c.retired_at)}`) : null),
+    el("td", {}, c.image), el("td", {}, c.host || "—"), el("td", {}, fmt.time(c.created))),
+});
+poll(async () => { await show(); reloadContainers(); }, 5000);

@@ -2,13 +2,18 @@ import { actionButton, api, bindForm, can, el, fmt, formData, listTable, page, s
 import { refreshSite, siteApi } from "../site_header.js";
 
 const box = document.getElementById("is-private");
-refreshSite().then((site) => { box.checked = site.is_private; });
+const allowed = !box.disabled;  // the role may change it (console.js disabled it otherwise)
+box.disabled = true;  // until the site's current setting is shown
+refreshSite().then((site) => { box.checked = site.is_private; box.disabled = !allowed; });
 box.addEventListener("change", async () => {
+  box.disabled = true;
   try {
-    await api(siteApi, { method: "PATCH", body: { is_private: box.checked } });
+    const site = await api(siteApi, { method: "PATCH", body: { is_private: box.checked } });
+    box.checked = site.is_private;
     await refreshSite();
-    say("privacy-status", box.checked ? "The site is private now." : "The site is public now.", "ok");
+    say("privacy-status", site.is_private ? "The site is private now." : "The site is public now.", "ok");
   } catch (error) { box.checked = !box.checked; say("privacy-status", error.message, "error"); }
+  finally { box.disabled = !allowed; }
 });
 
 if (!can("share.manage")) {
