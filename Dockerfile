@@ -32,6 +32,7 @@ COPY . .
 # into the image would silently become the production key).
 RUN mkdir -p "$HOSTPANEL_VAR_DIR" \
     && SECRET_KEY=collectstatic-only TOKEN_HASH_KEY=collectstatic-only \
+        AUDIT_CHAIN_KEY=collectstatic-only \
         ENV_ENCRYPTION_KEYS=collectstatic-only CELERY_BROKER_URL=memory:// \
         python manage.py collectstatic --noinput \
     && test "$(ls -A "$HOSTPANEL_VAR_DIR")" = static \

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import models, transaction
 
-from audit import actions, context
+from audit import actions, chain, context
 from audit.models import AuditLog
 
 REDACTED = "[redacted]"
@@ -103,4 +103,5 @@ def record(
     )
     for hook in after_record:
         hook(entry)
+    chain.seal_after_commit()
     return entry

@@ -42,6 +42,9 @@ SECRET_KEY = _secret("SECRET_KEY")
 # Key for the keyed hashes of API tokens, invitation and registration codes. Kept apart from
 # SECRET_KEY so rotating sessions does not invalidate every integrator's token.
 TOKEN_HASH_KEY = _secret("TOKEN_HASH_KEY")
+# Key of the audit trail's hash chain (audit/chain.py). Kept outside the database: whoever can
+# rewrite the table cannot forge the chain without it. audit_verify needs the same key.
+AUDIT_CHAIN_KEY = _secret("AUDIT_CHAIN_KEY")
 
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -328,6 +331,8 @@ CELERY_BEAT_SCHEDULE = {
     "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
     "reap-deployments": _every(60, "hosting.tasks.reap_deployments"),
     "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
+    "seal-audit-chain": _every(60, "audit.tasks.seal_audit_chain"),
+    "audit-chain-head": _every(24 * 3600, "audit.tasks.write_audit_chain_head"),
 }
 
 # --- Misc -----------------------------------------------------------------------------

@@ -35,6 +35,7 @@ FAKE_ENV = {
     "POSTGRES_PASSWORD": "pg-secret",
     "SECRET_KEY": "test-secret-key",
     "TOKEN_HASH_KEY": "test-token-hash-key",
+    "AUDIT_CHAIN_KEY": "test-audit-chain-key",
     "ENV_ENCRYPTION_KEYS": "test-env-key-new,test-env-key-old",
 }
 
