@@ -6,8 +6,12 @@ are parsed with the same django-environ calls settings.py makes.
 """
 
 import json
+import os
 import re
+import secrets
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -308,3 +312,25 @@ def test_readme_documents_every_setting():
         if not name.endswith("_FILE") and f"`{name}`" not in readme
     )
     assert not undocumented, f"README.md does not document: {undocumented}"
+
+
+def test_check_deploy_finds_nothing_with_the_production_settings(services, tmp_path):
+    """`manage.py check --deploy` with the web service's environment (a strong secret in place
+    of the test stand-ins, SQLite in place of the compose PostgreSQL): no warning at all."""
+    env = {k: v for k, v in environment(services["web"]).items() if v is not None}
+    env.update(
+        SECRET_KEY=secrets.token_urlsafe(64),
+        DATABASE_URL=f"sqlite:///{tmp_path}/check.sqlite3",
+        HOSTPANEL_VAR_DIR=str(tmp_path),
+        PATH=os.environ["PATH"],
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues (0 silenced)." in done.stdout

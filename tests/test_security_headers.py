@@ -19,3 +19,14 @@ def test_pages_and_api_answers_carry_the_security_headers(cast):
         assert response["Referrer-Policy"] == "same-origin", url
         assert response["Cross-Origin-Opener-Policy"] == "same-origin", url
         assert "camera=()" in response["Permissions-Policy"], url
+
+
+@pytest.mark.django_db
+def test_plain_http_is_redirected_but_the_proxies_callbacks_are_not(client, settings):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    redirected = client.get("/login/")
+    assert redirected.status_code == 301 and redirected["Location"].startswith("https://")
+    assert client.get("/login/", HTTP_X_FORWARDED_PROTO="https").status_code == 200
+    asked = client.get("/api/v1/proxy/ask/", {"domain": "nothing.example"})
+    assert asked.status_code == 404  # answered on plain HTTP: Caddy calls the panel so
