@@ -369,7 +369,9 @@ def runtime_logs(
 ) -> list[tuple[int, str]]:
     """(timestamp in ns, line) of what the container printed (stdout and stderr): the last
     `tail` lines, only those after `after_ns` when given (a follower's cursor)."""
-    since = after_ns / 1e9 if after_ns > 0 else None
+    # Whole seconds (a float would reach the engine as "1e-09", which it refuses); the lines
+    # of that second before the cursor are dropped below.
+    since = after_ns // 1_000_000_000 or None
     with engine_call(host):
         raw = client(host).api.logs(
             container_id, stdout=True, stderr=True, timestamps=True, tail=tail, since=since

@@ -105,8 +105,10 @@ class ProxyAuthView(ProxyCallback):
     )
     def get(self, request, site_id):
         site = Site.objects.alive().filter(pk=site_id).select_related("organization").first()
-        if site is None or not site.is_private:
-            return HttpResponse(status=200 if site is not None else 404)
+        if site is None:
+            raise Http404
+        if not site.is_private:
+            return HttpResponse(status=200)
         if _holds_share_cookie(request, site) or _holds_member_cookie(request, site):
             return HttpResponse(status=200)
         uri = urlsplit(request.headers.get("X-Forwarded-Uri", "/"))

@@ -3,8 +3,9 @@
 The error body is one shape everywhere (hostpanel.api.exceptions); which statuses an operation
 can return follows from how the API works, so they are added here once instead of on each
 view: 401 and 403 (authentication, roles and token scopes), 429 (throttles), 404 where the
-path names an object (an outsider's objects are 404 too), 400 where a body or query is
-read, 503 where an engine or the database may be unreachable (site-scoped paths).
+path names an object (an outsider's objects are 404 too) or a list is paged, 400 for a bad
+body or query or a change a service refuses, 503 where an engine or the database may be
+unreachable (site-scoped paths).
 """
 
 from __future__ import annotations
@@ -46,10 +47,11 @@ def add_error_responses(result: dict[str, Any], generator, request, public) -> d
             if operation is None:
                 continue
             statuses = ["401", "403", "429"]
-            if "{" in path:
-                statuses.append("404")
-            if method in ("post", "put", "patch") or method == "get":
-                statuses.append("400")  # bodies, and filters / page numbers on lists
+            paged = any(p.get("name") == "page" for p in operation.get("parameters", []))
+            if "{" in path or paged:
+                statuses.append("404")  # the object, or a page past the end ("Invalid page.")
+            # Bodies, filters and page sizes; and a service's refusal (the last owner).
+            statuses.append("400")
             if "/sites/" in path or path.endswith("/sites/") or "/hosts/" in path:
                 statuses.append("503")
             responses = operation.setdefault("responses", {})

@@ -249,3 +249,12 @@ def test_runtime_logs_tail_and_follow_the_serving_container(cast, docker_host):
     assert later == list(range(later[0], later[0] + len(later)))
     assert newer["cursor"] > first["cursor"]
     assert client_for(cast.outsider).get(f"{SITES}blog/logs/").status_code == 404
+
+
+def test_runtime_logs_take_any_cursor_the_api_allows(cast, docker_host):
+    port = free_port()
+    assert create_site(client_for(cast.member), port).status_code == 201
+    viewer = client_for(cast.viewer)
+    for after in (1, 999_999_999, 10**18):  # under a second, at the second, far ahead
+        response = viewer.get(f"{SITES}blog/logs/?after={after}")
+        assert response.status_code == 200, (after, response.content)
