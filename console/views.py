@@ -7,7 +7,6 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db.models import F
 from django.http import Http404
 from django.shortcuts import render
 
@@ -17,6 +16,7 @@ from accounts.services import record_password_reset
 from console.abilities import abilities
 from hosting.models import Site
 from hostpanel.api.throttling import RegisterThrottle
+from hostpanel.api.viewsets import OrganizationScopedMixin
 
 SITE_SECTIONS = {
     "overview": "Overview",
@@ -40,15 +40,8 @@ ORG_SECTIONS = {
 
 
 def _organization(request, org_slug: str) -> Organization:
-    org = (
-        Organization.objects.for_user(request.user)
-        .filter(slug=org_slug)
-        .annotate(caller_role=F("memberships__role"))
-        .first()
-    )
-    if org is None:
-        raise Http404
-    return org
+    """The API's own resolution (the tenant filter, the caller's role, 404 outside)."""
+    return OrganizationScopedMixin.resolve_organization(request, org_slug)
 
 
 def _page(request, template: str, *, org=None, site=None, section: str = "", **data):

@@ -12,8 +12,8 @@ def delete_in_batches(model: type[models.Model], field: str, cutoff, batch_size:
 
     Each batch is one statement, ``DELETE … WHERE pk IN (SELECT pk … WHERE field < %s LIMIT
     n)``, in its own transaction. The table must have nothing pointing at it, so no cascade
-    is needed (checked, so a future reverse relation is not silently orphaned). A raw
-    statement: it is also the one way audit rows leave (their QuerySet refuses deletes).
+    is needed (checked, so a future reverse relation is not silently orphaned). Audit rows
+    leave by audit.chain.purge_before instead, which keeps their hash chain verifiable.
     """
     related = [
         rel
