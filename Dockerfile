@@ -11,11 +11,12 @@ RUN groupadd --system --gid 10001 hostpanel \
     && useradd --system --uid 10001 --gid hostpanel --home-dir /app \
         --shell /usr/sbin/nologin hostpanel
 
+# postgresql-client: pg_dump and psql for manage.py backup/restore.
 # Debian's Caddy (2.6.2), for the compose file's caddy service: it runs from this image as
 # the same user as web and worker, so the admin socket it creates is theirs too (Caddy 2.6
 # cannot set a socket's mode). The file capability lets it bind 80/443 without root.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends caddy libcap2-bin \
+    && apt-get install -y --no-install-recommends caddy libcap2-bin postgresql-client \
     && setcap cap_net_bind_service=+ep /usr/bin/caddy \
     && apt-get purge -y libcap2-bin && rm -rf /var/lib/apt/lists/* \
     && mkdir -p /run/caddy /var/log/caddy /var/lib/caddy \

@@ -58,3 +58,14 @@ def rotate(token: str) -> str:
         return _current().rotate(token.encode()).decode()
     except InvalidToken:
         raise DecryptionError("secret value cannot be decrypted with the configured keys") from None
+
+
+def decrypting_key(token: str) -> str | None:
+    """The configured key that decrypts TOKEN, or None (what a backup's manifest lists)."""
+    for key in settings.ENV_ENCRYPTION_KEYS:
+        try:
+            _fernet(key).decrypt(token.encode())
+        except InvalidToken:
+            continue
+        return key
+    return None
