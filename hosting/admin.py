@@ -17,7 +17,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
 from accounts.models import Organization
-from hosting import crypto, deployments, queue, reconcile, services
+from hosting import deployments, queue, reconcile, services
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -33,6 +33,7 @@ from hosting.models import (
     Site,
     SiteTemplate,
 )
+from hostpanel import crypto
 from hostpanel.admin_kit import ReadOnly, ReadOnlyInline, ServiceModelAdmin, refusal_message
 
 # What a hosting service may raise that is the user's or an engine's problem, not a bug.

@@ -452,7 +452,7 @@ class Domain(TimeStampedModel):
 
 
 class EnvironmentVariable(TimeStampedModel):
-    """A site's environment variable. Secret values are stored encrypted (hosting.crypto)."""
+    """A site's environment variable. Secret values are stored encrypted (hostpanel.crypto)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     organization = models.ForeignKey(

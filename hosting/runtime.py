@@ -13,9 +13,9 @@ import socket
 from django.conf import settings
 from django.utils import timezone
 
-from hosting import crypto
 from hosting import docker as engine
 from hosting.models import Container, ObservedState, ResourceLimit, Site, SiteType
+from hostpanel import crypto
 
 
 class NoHostAvailable(Exception):

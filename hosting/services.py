@@ -24,8 +24,8 @@ from accounts import secrets as creds
 from accounts.models import Membership, Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
-from hosting import crypto, git, queue, runtime
 from hosting import docker as engine
+from hosting import git, queue, runtime
 from hosting.models import (
     DesiredState,
     DockerHost,
@@ -48,6 +48,7 @@ from hosting.runtime import (
     serving_containers,
     site_environment,
 )
+from hostpanel import crypto
 
 __all__ = ["NoHostAvailable", "current_container", "serving_containers", "site_environment"]
 

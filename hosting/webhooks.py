@@ -40,8 +40,9 @@ from django.utils import timezone
 from accounts.models import User
 from audit import actions
 from audit.services import record
-from hosting import crypto, deployments
+from hosting import deployments
 from hosting.models import Deployment, DeploymentTrigger, Site, WebhookDelivery
+from hostpanel import crypto
 
 MAX_BODY_BYTES = 1024 * 1024
 TIMESTAMP_TOLERANCE_SECONDS = 5 * 60

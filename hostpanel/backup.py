@@ -30,6 +30,8 @@ from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
+from hostpanel import crypto
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 KEYS = "keys.json"
@@ -59,7 +61,6 @@ def _key_values() -> dict[str, Any]:
 def _keys_needed() -> dict[str, Any]:
     """Fingerprints of the keys this database needs: the token and chain keys always, the
     encryption keys that decrypt at least one stored secret."""
-    from hosting import crypto
     from hosting.models import EnvironmentVariable
     from notifications.models import Webhook
 

@@ -27,7 +27,7 @@ from audit import actions
 from audit.models import AuditLog
 from audit.sentences import sentence
 from audit.services import record
-from hosting import crypto
+from hostpanel import crypto
 from notifications.events import DEFAULT_EMAIL_EVENTS, EVENTS, event_of
 from notifications.models import Delivery, DeliveryStatus, EmailSubscription, Webhook
 

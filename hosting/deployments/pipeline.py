@@ -19,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import User
-from hosting import builds, caddy, crypto, git, proxy, runtime, services
+from hosting import builds, caddy, git, proxy, runtime, services
 from hosting import docker as engine
 from hosting.deployments.logs import LogWriter
 from hosting.deployments.queue import kick_site_queue, schedule_retirement
@@ -35,7 +35,7 @@ from hosting.models import (
     ResourceLimit,
     Site,
 )
-from hostpanel import probe
+from hostpanel import crypto, probe
 
 log = logging.getLogger(__name__)
 S = DeploymentStatus

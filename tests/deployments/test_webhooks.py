@@ -14,8 +14,9 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.models import Role
 from audit.models import AuditLog
-from hosting import crypto, services, webhooks
+from hosting import services, webhooks
 from hosting.models import Deployment, Site, WebhookDelivery
+from hostpanel import crypto
 from hostpanel.api.throttling import WebhookThrottle
 from tests.api_mixin import SingletonEndpointMixin, assert_error
 from tests.conftest import client_for, token_client

@@ -11,8 +11,8 @@ from django.core.management import call_command
 
 from accounts.models import Role
 from audit.models import AuditLog
-from hosting import crypto
 from hosting.models import EnvironmentVariable, Site
+from hostpanel import crypto
 from tests.api_mixin import ApiEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
 from tests.hosting.factories import make_env, site_url, the_site, unique

@@ -1,11 +1,11 @@
-"""hosting.crypto: secret env values under MultiFernet with rotatable keys."""
+"""hostpanel.crypto: secret env values under MultiFernet with rotatable keys."""
 
 from __future__ import annotations
 
 import pytest
 from cryptography.fernet import Fernet
 
-from hosting import crypto
+from hostpanel import crypto
 
 OLD = Fernet.generate_key().decode()
 NEW = Fernet.generate_key().decode()
