@@ -21,7 +21,6 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from accounts import services
-from accounts.forms import ThrottledAdminAuthenticationForm
 from accounts.models import (
     ApiToken,
     Invitation,
@@ -36,7 +35,6 @@ from hostpanel.admin_kit import (
     ServiceModelAdmin,
 )
 
-admin.site.login_form = ThrottledAdminAuthenticationForm
 admin.site.site_header = "hostpanel"
 admin.site.site_title = "hostpanel admin"
 

@@ -1,5 +1,4 @@
 from django import forms
-from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 
 from accounts.login_throttle import login_blocked
@@ -23,12 +22,19 @@ class ThrottledAuthenticationForm(ThrottleMixin, AuthenticationForm):
     pass
 
 
-class ThrottledAdminAuthenticationForm(ThrottleMixin, AdminAuthenticationForm):
-    pass
-
-
 class RegisterForm(forms.Form):
     code = forms.CharField(max_length=32, label="Registration code")
     email = forms.EmailField()
     display_name = forms.CharField(max_length=150, required=False)
     password = forms.CharField(widget=forms.PasswordInput)
+
+
+class SecondFactorForm(forms.Form):
+    code = forms.CharField(
+        max_length=32,
+        label="Code",
+        help_text="The 6 digits your authenticator app shows, or one of your recovery codes.",
+        widget=forms.TextInput(
+            attrs={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True}
+        ),
+    )

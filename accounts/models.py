@@ -1,4 +1,5 @@
-"""Users, organizations (tenants), memberships, invitations, registration codes, API tokens."""
+"""Users, organizations (tenants), memberships, invitations, registration codes, API tokens,
+sessions and second factors."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -290,3 +292,64 @@ class ApiToken(TimeStampedModel):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class UserSession(AbstractBaseSession):
+    """Django's database session, with who it belongs to and where it came from, so its
+    owner can list it and end it (deleting the row signs it out at once). Those columns are
+    filled from the session's own data on every save (accounts/session_store.py); the API
+    names a session by `public_id`, never by its key."""
+
+    # Not unique: while Django cycles a session's key, the old and new rows share it.
+    public_id = models.UUIDField(default=uuid.uuid4, db_index=True, editable=False)
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, null=True, blank=True, related_name="sessions"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    second_factor = models.CharField(
+        max_length=10, blank=True, help_text="How the sign-in was confirmed: totp, recovery."
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        indexes = [models.Index(fields=["user", "expire_date"])]
+
+    def __str__(self) -> str:
+        return f"session of {self.user or 'a visitor'} since {self.created_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def get_session_store_class(cls):
+        from accounts.session_store import SessionStore
+
+        return SessionStore
+
+
+class TwoFactorDevice(models.Model):
+    """A user's TOTP authenticator (RFC 6238). The secret is encrypted with the env keys;
+    a code is accepted once (last_used_step), so a code seen over a shoulder is spent."""
+
+    user = models.OneToOneField(
+        User, on_delete=models.CASCADE, primary_key=True, related_name="two_factor"
+    )
+    secret_encrypted = models.TextField(editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    last_used_step = models.BigIntegerField(default=0, editable=False)
+
+    def __str__(self) -> str:
+        return f"authenticator of {self.user}"
+
+
+class RecoveryCode(models.Model):
+    """A one-time code that stands in for the authenticator (keyed hash at rest)."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="recovery_codes")
+    code_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"recovery code of {self.user}"

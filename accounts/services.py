@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts import secrets as creds
+from accounts import sessions, two_factor
 from accounts.models import (
     ROLE_RANK,
     ApiToken,
@@ -152,9 +153,11 @@ def set_password(user: User, password: str, *, actor: User | None) -> None:
         record(actions.USER_UPDATE, actor=actor, target=user, changes={"changed": ["password"]})
 
 
-def change_password(user: User, *, current_password: str, new_password: str) -> User:
+def change_password(
+    user: User, *, current_password: str, new_password: str, keep_session: str | None = None
+) -> User:
     """A signed-in user's new password (the current one proves it is them). Every other
-    session ends: Django ties sessions to the password hash."""
+    session ends (Django ties sessions to the password hash; their rows close too)."""
     if not user.check_password(current_password or ""):
         raise ValidationError({"current_password": "This is not your current password."})
     try:
@@ -164,6 +167,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     with transaction.atomic():
         user.set_password(new_password)
         user.save(update_fields=["password"])
+        sessions.revoke_others(user, keep_session)
         record(actions.USER_PASSWORD_CHANGE, actor=user, target=user)
     return user
 
@@ -171,13 +175,16 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
 def record_password_reset(user: User) -> None:
     """Django's reset view set the password; the audit trail says so."""
     with transaction.atomic():
+        sessions.revoke_others(user, None)
         record(actions.USER_PASSWORD_RESET, actor=user, target=user)
 
 
-def sign_out_everywhere(user: User) -> User:
-    """Ends every session of the user (the caller keeps its own by re-hashing it)."""
+def sign_out_everywhere(user: User, keep_session: str | None = None) -> User:
+    """Ends every session of the user but KEEP_SESSION (the caller keeps its own by
+    re-hashing it)."""
     with transaction.atomic():
         User.objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
+        sessions.revoke_others(user, keep_session)
         user.refresh_from_db(fields=["session_generation"])
         record(actions.USER_SIGN_OUT_EVERYWHERE, actor=user, target=user)
     return user
@@ -575,8 +582,10 @@ def create_api_token(
     scopes: list[str],
     organization: Organization | None = None,
     expires_at: datetime | None = None,
+    otp_code: str = "",
 ) -> tuple[ApiToken, str]:
-    """Create a token; returns it with its full value, which is never shown again."""
+    """Create a token; returns it with its full value, which is never shown again. With
+    two-factor sign-in on, OTP_CODE (a code of the authenticator) must come too."""
     errors: dict[str, str] = {}
     if not (name or "").strip():
         errors["name"] = "This field is required."
@@ -591,6 +600,10 @@ def create_api_token(
         errors["organization"] = "You are not a member of this organization."
     if errors:
         raise ValidationError(errors)
+    if two_factor.is_enabled(actor) and two_factor.verify(actor, otp_code) != two_factor.TOTP:
+        raise ValidationError(
+            {"otp_code": "Two-factor sign-in is on: give a current code of your authenticator."}
+        )
     raw, prefix = creds.new_api_token()
     with transaction.atomic():
         token = ApiToken.objects.create(

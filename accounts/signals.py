@@ -1,9 +1,11 @@
-"""Session sign-ins, failed sign-ins and sign-outs go to the audit trail."""
+"""Session sign-ins, failed sign-ins and sign-outs go to the audit trail; sign-ins and
+sign-outs open and close the session's row (accounts/sessions.py)."""
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
 from django.dispatch import receiver
 
+from accounts import sessions
 from accounts.models import User
 from audit import actions
 from audit.services import record
@@ -11,8 +13,16 @@ from audit.services import record
 
 @receiver(user_logged_in, dispatch_uid="audit_user_logged_in")
 def audit_login(sender, request, user, **kwargs):
+    second_factor = getattr(request, "second_factor", "") if request is not None else ""
     with transaction.atomic():
-        record(actions.USER_LOGIN, actor=user, target=user)
+        if request is not None and hasattr(request, "session"):
+            sessions.stamp(request, second_factor)
+        record(
+            actions.USER_LOGIN,
+            actor=user,
+            target=user,
+            changes={"second_factor": second_factor} if second_factor else None,
+        )
 
 
 @receiver(user_logged_out, dispatch_uid="audit_user_logged_out")

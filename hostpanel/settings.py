@@ -82,6 +82,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "accounts.sessions.SessionTouchMiddleware",
+    "accounts.two_factor.StaffTwoFactorMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -152,9 +154,13 @@ LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 # Failed session logins per email or per IP within the window before logins are refused.
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+# Staff must turn on two-factor sign-in before they reach anything but their account page.
+TWO_FACTOR_REQUIRED_FOR_STAFF = env.bool("TWO_FACTOR_REQUIRED_FOR_STAFF", default=False)
 LOGIN_FAILURE_WINDOW = timedelta(minutes=env.int("LOGIN_FAILURE_WINDOW_MINUTES", default=15))
 INVITATION_TTL = timedelta(days=env.int("INVITATION_TTL_DAYS", default=7))
 REGISTRATION_CODE_TTL = timedelta(minutes=30)
+# Database sessions with their owner, address and browser, so people can list and end them.
+SESSION_ENGINE = "accounts.session_store"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=False)
@@ -332,6 +338,7 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-pending": _every(RECONCILE_INTERVAL, "hosting.tasks.reconcile_pending"),
     "sync-proxies": _every(PROXY_RESYNC_INTERVAL, "hosting.tasks.sync_proxies"),
     "purge-expired-codes": _every(600, "accounts.tasks.purge_expired_codes"),
+    "purge-expired-sessions": _every(3600, "accounts.tasks.purge_expired_sessions"),
     "sync-containers": _every(SYNC_INTERVAL, "hosting.tasks.sync_all_hosts"),
     "collect-usage": _every(USAGE_INTERVAL, "monitoring.tasks.collect_usage"),
     "collect-traffic": _every(TRAFFIC_INTERVAL, "monitoring.tasks.collect_traffic"),

@@ -17,7 +17,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services as accounts
-from accounts.models import ROLE_RANK, Role
+from accounts.models import ROLE_RANK, Role, UserSession
 from audit.models import AuditLog
 from hosting import services
 from hosting.models import Container, Domain, EnvironmentVariable
@@ -39,6 +39,7 @@ class Rule:
 
 PUBLIC, USER, SESSION, OWN, STAFF = (Rule(k) for k in ("public", "user", "session", "own", "staff"))
 UNBOUND = Rule("unbound")  # any signed-in caller but a token bound to one organization
+OWN_SESSION = Rule("own_session")  # the owner's own browser session: sessions only
 
 
 def org(role: str) -> Rule:
@@ -51,6 +52,12 @@ PERMISSIONS: dict[str, dict[str, Rule]] = {
     "me": {"GET": USER, "PATCH": USER},
     "me-password": {"POST": SESSION},
     "me-sign-out-everywhere": {"POST": SESSION},
+    "me-sessions": {"GET": SESSION},
+    "me-session": {"DELETE": OWN_SESSION},
+    "me-two-factor": {"GET": SESSION, "POST": SESSION},
+    "me-two-factor-confirm": {"POST": SESSION},
+    "me-two-factor-disable": {"POST": SESSION},
+    "me-recovery-codes": {"POST": SESSION},
     "invitation-register": {"POST": PUBLIC},
     "invitation-accept": {"POST": USER},
     "registration-code": {"GET": STAFF, "POST": STAFF},
@@ -142,6 +149,8 @@ def expected(rule: Rule, caller: str, method: str) -> str | int:
     is_token = caller.endswith("_token") or caller == "token_of_another_org"
     if rule.kind == "session":
         return 403 if is_token else ALLOWED
+    if rule.kind == "own_session":
+        return 403 if is_token else ALLOWED if caller == "owner" else 404
     if caller == "read_only_token" and method != "GET":
         return 403
     if rule.kind == "staff":
@@ -224,6 +233,7 @@ def world(cast, settings, monkeypatch, sent_tasks):
         "webhook_id": site.webhook_id,
         "site_id": site.pk,
         "slug": template.slug,
+        "session_id": UserSession.objects.get(user=cast.owner).public_id,
     }
     pks = {
         "token": read_only_token.pk,

@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyotp
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -21,6 +22,7 @@ from audit.models import AuditLog
 from hosting import services
 from hosting.models import DockerHost
 from tests.conftest import client_for
+from tests.factories import PASSWORD as FACTORY_PASSWORD
 from tests.factories import make_user
 from tests.hosting.factories import the_site
 
@@ -96,7 +98,15 @@ def test_no_secret_is_stored_logged_or_audited_in_clear(caplog, settings):
     visit = admin.get(f"/visit/{site.pk}/")
     assert visit.status_code == 302, visit.content
     found["visit pass"] = urlsplit(visit["Location"]).query.split("hp_pass=")[1]
-    assert len(found) >= 9
+    enrolment = admin.post("/api/v1/me/two-factor/", {"password": FACTORY_PASSWORD}, format="json")
+    found["authenticator secret"] = enrolment.json()["secret"]
+    confirmed = admin.post(
+        "/api/v1/me/two-factor/confirm/",
+        {"code": pyotp.TOTP(found["authenticator secret"]).now()},
+        format="json",
+    )
+    found["recovery code"] = confirmed.json()["recovery_codes"][0].replace("-", "")
+    assert len(found) >= 11
 
     admin.post(
         f"{base}sites/{site.slug}/env/",

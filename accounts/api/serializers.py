@@ -12,6 +12,7 @@ from accounts.models import (
     Role,
     Scope,
     User,
+    UserSession,
 )
 
 
@@ -173,9 +174,16 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
     token = serializers.CharField(read_only=True, help_text="Shown once; store it now.")
+    otp_code = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=32,
+        help_text="A current code of your authenticator; required when two-factor sign-in is on.",
+    )
 
     class Meta(ApiTokenSerializer.Meta):
-        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        fields = [*ApiTokenSerializer.Meta.fields, "token", "otp_code"]
 
 
 class RegistrationCodeSerializer(serializers.ModelSerializer):
@@ -207,3 +215,60 @@ class PasswordChangeSerializer(serializers.Serializer):
 class InvitationRegisterSerializer(serializers.Serializer):
     password = serializers.CharField(trim_whitespace=False, write_only=True, max_length=128)
     display_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
+
+
+class PasswordProofSerializer(serializers.Serializer):
+    password = serializers.CharField(trim_whitespace=False, write_only=True, max_length=128)
+
+
+class SecondFactorCodeSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        max_length=32,
+        write_only=True,
+        help_text="6 digits of the authenticator (or, where said, a recovery code).",
+    )
+
+
+class TwoFactorDisableSerializer(PasswordProofSerializer, SecondFactorCodeSerializer):
+    pass
+
+
+class TwoFactorStatusSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    pending = serializers.BooleanField(help_text="A secret was issued but not confirmed yet.")
+    required = serializers.BooleanField(help_text="Staff must have it on (a setting says so).")
+    confirmed_at = serializers.DateTimeField(allow_null=True)
+    recovery_codes_left = serializers.IntegerField()
+
+
+class TwoFactorSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="Base32 secret for the authenticator app.")
+    otpauth_uri = serializers.CharField(help_text="The same as an otpauth:// URI.")
+    qr_code = serializers.CharField(help_text="That URI as a QR code: an SVG data: URI.")
+
+
+class RecoveryCodesSerializer(serializers.Serializer):
+    recovery_codes = serializers.ListField(
+        child=serializers.CharField(), help_text="Shown once; each works one time."
+    )
+
+
+class UserSessionSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id", read_only=True)
+    current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UserSession
+        fields = [
+            "id",
+            "created_at",
+            "last_seen_at",
+            "ip",
+            "user_agent",
+            "second_factor",
+            "current",
+        ]
+        read_only_fields = fields
+
+    def get_current(self, row: UserSession) -> bool:
+        return str(row.public_id) == self.context.get("current_session")

@@ -13,7 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
+from accounts import services, sessions, two_factor
 from accounts.api import serializers as s
 from accounts.api.filters import (
     ApiTokenFilterSet,
@@ -28,6 +28,8 @@ from accounts.models import (
     Organization,
     RegistrationCode,
     Role,
+    TwoFactorDevice,
+    UserSession,
     role_at_least,
 )
 from hostpanel.api.permissions import IsStaff, request_token
@@ -230,7 +232,9 @@ class PasswordChangeView(SessionOnlyView):
     def post(self, request):
         serializer = s.PasswordChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        user = services.change_password(request.user, **serializer.validated_data)
+        user = services.change_password(
+            request.user, keep_session=sessions.current_id(request), **serializer.validated_data
+        )
         update_session_auth_hash(request, user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -241,9 +245,95 @@ class SignOutEverywhereView(SessionOnlyView):
 
     @extend_schema(request=None, responses={204: None})
     def post(self, request):
-        user = services.sign_out_everywhere(request.user)
+        user = services.sign_out_everywhere(request.user, sessions.current_id(request))
         update_session_auth_hash(request, user)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionListView(SessionOnlyView, generics.ListAPIView):
+    """Your signed-in sessions (browsers), newest activity first; `current` is this one."""
+
+    serializer_class = s.UserSessionSerializer
+    queryset = UserSession.objects.none()
+    pagination_class = None
+
+    def get_queryset(self):
+        return sessions.active_for(self.request.user)
+
+    def get_serializer_context(self):
+        context = super().get_serializer_context()
+        return {**context, "current_session": sessions.current_id(self.request)}
+
+
+class SessionRevokeView(SessionOnlyView):
+    """Sign one of your sessions out; it ends at its next request (this one too, if named)."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request, session_id):
+        row = get_object_or_404(sessions.active_for(request.user), public_id=session_id)
+        sessions.revoke(request.user, row.public_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TwoFactorView(SessionOnlyView):
+    """Two-factor sign-in (TOTP). GET: whether it is on. POST (your password): a new
+    authenticator secret, which counts once confirmed at `confirm/`."""
+
+    @extend_schema(responses={200: s.TwoFactorStatusSerializer})
+    def get(self, request):
+        device = TwoFactorDevice.objects.filter(user=request.user).first()
+        enabled = device is not None and device.confirmed_at is not None
+        data = {
+            "enabled": enabled,
+            "pending": device is not None and not enabled,
+            "required": two_factor.required_for(request.user),
+            "confirmed_at": device.confirmed_at if enabled else None,
+            "recovery_codes_left": two_factor.recovery_codes_left(request.user),
+        }
+        return Response(s.TwoFactorStatusSerializer(data).data)
+
+    @extend_schema(request=s.PasswordProofSerializer, responses={201: s.TwoFactorSecretSerializer})
+    def post(self, request):
+        serializer = s.PasswordProofSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        secret = two_factor.begin(request.user, **serializer.validated_data)
+        uri = two_factor.provisioning_uri(request.user, secret)
+        data = {"secret": secret, "otpauth_uri": uri, "qr_code": two_factor.qr_code(uri)}
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class TwoFactorConfirmView(SessionOnlyView):
+    """Turn two-factor sign-in on with a first code of the app; answers the recovery codes,
+    once."""
+
+    @extend_schema(request=s.SecondFactorCodeSerializer, responses={200: s.RecoveryCodesSerializer})
+    def post(self, request):
+        serializer = s.SecondFactorCodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        codes = two_factor.confirm(request.user, **serializer.validated_data)
+        return Response({"recovery_codes": codes})
+
+
+class TwoFactorDisableView(SessionOnlyView):
+    """Turn two-factor sign-in off: your password and a code (or a recovery code)."""
+
+    @extend_schema(request=s.TwoFactorDisableSerializer, responses={204: None})
+    def post(self, request):
+        serializer = s.TwoFactorDisableSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        two_factor.disable(request.user, **serializer.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RecoveryCodesView(SessionOnlyView):
+    """New recovery codes for a code of the app; the old ones stop working."""
+
+    @extend_schema(request=s.SecondFactorCodeSerializer, responses={200: s.RecoveryCodesSerializer})
+    def post(self, request):
+        serializer = s.SecondFactorCodeSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        codes = two_factor.renew_recovery_codes(request.user, **serializer.validated_data)
+        return Response({"recovery_codes": codes})
 
 
 class InvitationRegisterView(APIView):

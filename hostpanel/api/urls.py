@@ -39,6 +39,28 @@ router.register("hosts", hosting.DockerHostViewSet, basename="host")
 urlpatterns = [
     path("me/", accounts.MeView.as_view(), name="me"),
     path("me/password/", accounts.PasswordChangeView.as_view(), name="me-password"),
+    path("me/sessions/", accounts.SessionListView.as_view(), name="me-sessions"),
+    path(
+        "me/sessions/<uuid:session_id>/",
+        accounts.SessionRevokeView.as_view(),
+        name="me-session",
+    ),
+    path("me/two-factor/", accounts.TwoFactorView.as_view(), name="me-two-factor"),
+    path(
+        "me/two-factor/confirm/",
+        accounts.TwoFactorConfirmView.as_view(),
+        name="me-two-factor-confirm",
+    ),
+    path(
+        "me/two-factor/disable/",
+        accounts.TwoFactorDisableView.as_view(),
+        name="me-two-factor-disable",
+    ),
+    path(
+        "me/two-factor/recovery-codes/",
+        accounts.RecoveryCodesView.as_view(),
+        name="me-recovery-codes",
+    ),
     path(
         "me/sign-out-everywhere/",
         accounts.SignOutEverywhereView.as_view(),

@@ -527,25 +527,32 @@ def test_audit_log_is_read_only(cast, staff_client):
 # --- sign-in --------------------------------------------------------------------------------
 
 
-def test_admin_login_works_with_the_right_password(staff):
+def test_admin_login_is_the_one_sign_in_page_with_its_throttle(staff):
+    """The admin has no sign-in of its own (that would skip the second step): its login URL
+    sends to /login/ and back, where the failure limit holds."""
     client = Client()
-    response = client.post(url("login"), {"username": staff.email, "password": PASSWORD})
+    response = client.get(url("login") + "?next=/admin/hosting/site/")
     assert response.status_code == 302
-    assert client.session["_auth_user_id"] == str(staff.pk)
-
-
-def test_admin_login_is_throttled_after_repeated_failures(staff):
-    client = Client()
+    assert response["Location"] == "/login/?next=%2Fadmin%2Fhosting%2Fsite%2F"
     for _ in range(5):
-        response = client.post(url("login"), {"username": staff.email, "password": "wrong"})
+        response = client.post("/login/", {"username": staff.email, "password": "wrong"})
         assert response.status_code == 200
         assert BLOCKED_MESSAGE not in response.content.decode()
 
-    response = client.post(url("login"), {"username": staff.email, "password": PASSWORD})
-
+    response = client.post("/login/", {"username": staff.email, "password": PASSWORD})
     assert response.status_code == 200
     assert BLOCKED_MESSAGE in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+def test_admin_sign_in_lands_on_the_admin(staff):
+    client = Client()
+    response = client.post(
+        "/login/?next=/admin/", {"username": staff.email, "password": PASSWORD, "next": "/admin/"}
+    )
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.session["_auth_user_id"] == str(staff.pk)
+    assert client.get("/admin/").status_code == 200
 
 
 def test_admin_site_header(staff_client):

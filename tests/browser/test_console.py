@@ -7,12 +7,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.contrib.sessions.models import Session
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts import services as accounts
-from accounts.models import Organization, Role
+from accounts.models import Organization, Role, UserSession
 from audit.models import AuditLog
 from hosting import services
 from hosting.deployments.logs import append_log
@@ -459,7 +458,7 @@ def test_an_ended_session_sends_the_next_action_to_sign_in(browse, team):
     page = browse(owner).page
     page.goto("/o/acme/sites/web/env/")
     page.wait_for_load_state("networkidle")
-    Session.objects.all().delete()  # signed out in another tab, or expired
+    UserSession.objects.all().delete()  # signed out in another tab, or expired
     page.get_by_label("Key", exact=True).fill("X")
     page.get_by_role("button", name="Add").click()
     page.wait_for_url(re.compile(r"/login/\?next=%2Fo%2Facme%2Fsites%2Fweb%2Fenv%2F$"))

@@ -4,6 +4,7 @@ const status = document.getElementById("tokens-status");
 api("organizations/?page_size=200&ordering=name").then((data) => {
   document.getElementById("t-org").append(...data.results.map((o) => el("option", { value: o.slug }, o.name)));
 });
+api("me/two-factor/").then((state) => { document.getElementById("t-otp-field").hidden = !state.enabled; });
 const reload = listTable({
   table: document.getElementById("tokens"),
   url: "tokens/?ordering=-created_at",
@@ -22,6 +23,7 @@ bindForm(document.getElementById("new-token"), {
   data: (form) => {
     const scopes = [...form.querySelectorAll("[name=scope]:checked")].map((b) => b.value);
     const data = { name: form.elements.name.value, scopes, organization: form.elements.organization.value || null };
+    if (form.elements.otp_code.value) data.otp_code = form.elements.otp_code.value;
     if (form.elements.expires_at.value) data.expires_at = new Date(form.elements.expires_at.value + "T23:59:59").toISOString();
     return data;
   },
