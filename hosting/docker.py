@@ -107,6 +107,7 @@ def call_timeout(seconds: float):
         _call_timeout.reset(token)
 
 
+MIN_API_VERSION = "1.41"  # Docker 20.10
 _clients: dict[tuple, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
 
@@ -128,11 +129,12 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
     if existing is not None:
         return existing
     tls: Any = False
-    if host.endpoint.startswith("tcp://") and host.tls_client_cert:
+    if host.endpoint.startswith("tcp://"):
+        # Always verified: a tcp:// host without its CA is refused when it is saved.
         tls = docker.tls.TLSConfig(
             client_cert=(host.tls_client_cert, host.tls_client_key),
-            ca_cert=host.tls_ca_cert or None,
-            verify=bool(host.tls_ca_cert),
+            ca_cert=host.tls_ca_cert,
+            verify=True,
         )
     # Built outside the lock: the constructor asks the engine for its API version, and a
     # frozen engine must not hold up the clients of every other host meanwhile.
@@ -142,7 +144,14 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
         timeout=timeout,
         max_pool_size=pool_size,
         use_ssh_client=host.endpoint.startswith("ssh://"),
+        # Over TLS the version is asked only once the environment is cut off (below).
+        version=MIN_API_VERSION if tls else None,
     )
+    if tls:
+        # requests lets REQUESTS_CA_BUNDLE (and HTTPS_PROXY) override the session's own CA
+        # (psf/requests#3829): the engine must be checked against the panel's CA, directly.
+        made.api.trust_env = False
+        made.api._version = made.api._retrieve_server_version()
     with _clients_lock:
         kept = _clients.setdefault(key, made)
     if kept is not made:

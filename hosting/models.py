@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -19,6 +20,7 @@ class HostStatus(models.TextChoices):
     ONLINE = "online", "Online"
     OFFLINE = "offline", "Offline"
     MAINTENANCE = "maintenance", "Maintenance"
+    PENDING = "pending", "Pending trust"  # enrolled, its code not yet confirmed by staff
 
 
 class DockerHost(TimeStampedModel):
@@ -38,6 +40,13 @@ class DockerHost(TimeStampedModel):
     tls_ca_cert = models.CharField(max_length=255, blank=True, help_text="Path to the CA file.")
     tls_client_cert = models.CharField(max_length=255, blank=True)
     tls_client_key = models.CharField(max_length=255, blank=True)
+    tls_server_code = models.CharField(
+        max_length=19,
+        blank=True,
+        editable=False,
+        help_text="Short code of the engine certificate the panel's CA issued (enrolment).",
+    )
+    tls_client_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     status = models.CharField(max_length=12, choices=HostStatus.choices, default=HostStatus.ONLINE)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -97,6 +106,18 @@ class DockerHost(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        if self.endpoint.startswith("tcp://") and not (
+            self.tls_ca_cert and self.tls_client_cert and self.tls_client_key
+        ):
+            raise ValidationError(
+                {
+                    "endpoint": "tcp:// without TLS is refused: whoever reaches the port "
+                    "owns the host. Enrol it (manage.py enrol_host) or give the CA, "
+                    "client certificate and key."
+                }
+            )
 
 
 class SiteType(models.TextChoices):

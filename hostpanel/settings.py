@@ -278,6 +278,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# The panel's CA for tcp:// Docker hosts (hosting/host_ca.py); its key stays here.
+HOST_CA_DIR = env.str("HOST_CA_DIR", default=str(VAR_DIR / "host-ca"))
 
 # Periodic work (one schedule, in code: it is reviewed with the tasks it names; intervals
 # come from the environment). Each entry expires after its interval, so a backlog built up

@@ -73,13 +73,21 @@ def test_staff_read_only_token_cannot_create(staff):
 # --- hosts: create and change ---------------------------------------------------------------------
 
 
+TLS_FILES = {
+    "tls_ca_cert": "/etc/hostpanel/ca.pem",
+    "tls_client_cert": "/etc/hostpanel/cert.pem",
+    "tls_client_key": "/etc/hostpanel/key.pem",
+}
+
+
 @pytest.mark.parametrize(
     "endpoint",
     ["unix:///var/run/docker.sock", "tcp://docker-1.internal:2376", "ssh://deploy@docker-2"],
 )
 def test_staff_creates_a_host_with_a_supported_endpoint(staff, endpoint):
+    tls = TLS_FILES if endpoint.startswith("tcp://") else {}
     response = client_for(staff).post(
-        HOSTS, {"name": "engine-b", "endpoint": endpoint}, format="json"
+        HOSTS, {"name": "engine-b", "endpoint": endpoint, **tls}, format="json"
     )
     assert response.status_code == 201, response.content
     assert response.json()["endpoint"] == endpoint
@@ -89,7 +97,15 @@ def test_staff_creates_a_host_with_a_supported_endpoint(staff, endpoint):
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["http://x", "https://docker.example.com:2376", "unix://relative.sock", "x", ""]
+    "endpoint",
+    [
+        "http://x",
+        "https://docker.example.com:2376",
+        "unix://relative.sock",
+        "x",
+        "",
+        "tcp://docker-1.internal:2375",
+    ],  # the last: plain tcp:// without TLS files
 )
 def test_create_refuses_other_endpoint_schemes(staff, endpoint):
     response = client_for(staff).post(
