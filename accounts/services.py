@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from django.conf import settings
@@ -9,7 +10,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
@@ -31,6 +32,7 @@ from accounts.models import (
 from audit import actions
 from audit.services import diff, record, snapshot
 
+logger = logging.getLogger(__name__)
 USER_FIELDS = ("email", "display_name", "is_active", "is_staff", "is_superuser")
 ORGANIZATION_FIELDS = ("name", "slug", "is_active")
 TOKEN_FIELDS = ("name", "prefix", "scopes", "organization", "expires_at", "revoked_at")
@@ -659,5 +661,10 @@ def note_token_use(token: ApiToken, ip: str | None) -> None:
     now = timezone.now()
     stale = token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60
     if stale or token.last_used_ip != ip:
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
+        try:
+            with transaction.atomic():
+                ApiToken.objects.filter(pk=token.pk).update(last_used_at=now, last_used_ip=ip)
+        except DatabaseError as exc:  # a full disk must not stop reads: this is a note
+            logger.warning("token %s: last use not recorded: %s", token.prefix, exc)
+            return
         token.last_used_at, token.last_used_ip = now, ip

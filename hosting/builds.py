@@ -21,10 +21,15 @@ from pathlib import Path
 
 from django.conf import settings
 
+from hosting import docker as engine
 from hosting.models import DockerHost, Site, SiteType
 
 GENERATED_DOCKERFILE = "Dockerfile.hostpanel"
 CANCEL_CHECK_SECONDS = 0.5
+# A build that prints nothing this long asks whether its engine still answers: a client
+# whose engine died or froze mid-build waits forever otherwise.
+ENGINE_CHECK_SECONDS = 5
+ENGINE_CHECK_TIMEOUT_SECONDS = 5
 
 
 class BuildFailed(Exception):
@@ -139,6 +144,13 @@ def iidfile_of(context: Path) -> Path:
     return context.with_name(context.name + ".iid")
 
 
+def _require_engine(host: DockerHost) -> None:
+    try:
+        engine.check_alive(host, ENGINE_CHECK_TIMEOUT_SECONDS)
+    except (engine.HostUnavailable, engine.HostError) as exc:
+        raise BuildFailed(f"The engine stopped answering during the build: {exc}") from None
+
+
 def build(
     host: DockerHost,
     context: Path,
@@ -168,6 +180,7 @@ def build(
     selector.register(proc.stdout, selectors.EVENT_READ)
     pending = b""
     next_cancel_check = 0.0
+    next_engine_check = time.monotonic() + ENGINE_CHECK_SECONDS
     try:
         while True:
             # At most twice a second: a chatty build must not ask the database every line.
@@ -178,7 +191,11 @@ def build(
             if time.monotonic() > deadline:
                 raise BuildTimedOut(f"The build took longer than {timeout:.0f}s.")
             if not selector.select(timeout=0.5):
+                if time.monotonic() >= next_engine_check:
+                    _require_engine(host)
+                    next_engine_check = time.monotonic() + ENGINE_CHECK_SECONDS
                 continue
+            next_engine_check = time.monotonic() + ENGINE_CHECK_SECONDS
             data = os.read(proc.stdout.fileno(), 65536)
             if not data:
                 break

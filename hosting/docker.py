@@ -202,6 +202,12 @@ class EngineInfo:
     supports_disk_quota: bool
 
 
+def check_alive(host: DockerHost, timeout: float) -> None:
+    """Raise HostUnavailable or HostError unless the engine answers a ping within TIMEOUT."""
+    with call_timeout(timeout), engine_call(host):
+        client(host).ping()
+
+
 def ping(host: DockerHost) -> EngineInfo:
     with engine_call(host):
         info = client(host).info()

@@ -69,3 +69,52 @@ def test_limits_have_the_same_upper_bound_on_every_database(cast, field, too_big
         site_url(cast.org, part="limits"), {field: too_big}, format="json"
     )
     assert_field_errors(response, field)
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        ("database or disk is full", "storage_full"),
+        ("disk I/O error", "storage_full"),
+        ("terminating connection due to administrator command", "database_unavailable"),
+    ],
+)
+def test_the_database_failing_is_a_503_with_a_message_not_a_500(cast, monkeypatch, error, code):
+    from django.db import OperationalError
+
+    from accounts.api import views
+
+    def fail(self, request):
+        raise OperationalError(error)
+
+    monkeypatch.setattr(views.MeView, "get", fail)
+    response = client_for(cast.owner).get("/api/v1/me/")
+    body = assert_error(response, 503)
+    assert body["code"] == code and "nothing was saved" in body["detail"]
+    assert response["Retry-After"] == "5"
+
+
+def test_the_database_failing_outside_a_view_is_a_503_page(cast, monkeypatch):
+    """A failure Django meets outside the view (the session saved after it) reaches
+    handler500, which tells it apart too: a page for pages, JSON under /api/."""
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.db import OperationalError
+    from django.test import Client
+
+    from accounts.session_store import META_KEY
+
+    def fail(self, must_create=False):
+        raise OperationalError("database or disk is full")
+
+    client = Client(raise_request_exception=False)
+    client.force_login(cast.owner)
+    for path, kind in (("/account/", "text/html"), ("/api/v1/me/", "application/json")):
+        session = client.session
+        session[META_KEY] = {**session[META_KEY], "seen": "2000-01-01T00:00:00+00:00"}
+        session.save()  # stale: the next request refreshes it, saving the session
+        with monkeypatch.context() as patch:
+            patch.setattr(SessionStore, "save", fail)
+            response = client.get(path)
+        assert response.status_code == 503, (path, response.content[:300])
+        assert response["Content-Type"].startswith(kind)
+        assert b"cannot write to its disk" in response.content

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
+from django import db
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -11,6 +14,10 @@ from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
+
+logger = logging.getLogger(__name__)
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def _as_messages(value) -> list[str]:
@@ -52,7 +59,35 @@ def _from_declared(exc) -> exceptions.APIException:
     return error
 
 
+def database_trouble(exc: BaseException | None) -> tuple[str, str] | None:
+    """(code, message) when EXC is the database failing (gone, restarting, disk full) rather
+    than the request: a 503 that says nothing was saved, not a bare 500."""
+    if not isinstance(exc, db.OperationalError | db.InterfaceError):
+        return None
+    text = str(exc).lower()
+    # SQLite says "disk is full" or, when its WAL cannot grow, "disk I/O error";
+    # PostgreSQL "could not extend file ... No space left on device".
+    if any(sign in text for sign in ("disk is full", "disk i/o error", "no space", "extend file")):
+        return "storage_full", (
+            "The panel's database cannot write to its disk (full or failing): nothing was "
+            "saved. Try again once space is freed."
+        )
+    return "database_unavailable", (
+        "The panel's database did not answer: nothing was saved. Try again in a moment."
+    )
+
+
+def _database_response(code: str, message: str) -> JsonResponse:
+    response = JsonResponse({"detail": message, "code": code}, status=503)
+    response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response
+
+
 def exception_handler(exc, context):
+    if trouble := database_trouble(exc):
+        logger.warning("database trouble in %s: %s", context["request"].path, exc)
+        set_rollback()
+        return _database_response(*trouble)
     if hasattr(exc, "api_status") and not isinstance(exc, exceptions.APIException):
         host = getattr(exc, "host", None)
         exc = _from_declared(exc)
@@ -107,6 +142,16 @@ def json_bad_request(request, exception=None):
 
 
 def json_server_error(request):
+    # Django calls this inside its `except`: the exception is at hand. The database failing
+    # outside a view (the session saved after it) is a 503 with a message too.
+    if trouble := database_trouble(sys.exc_info()[1]):
+        if request.path.startswith("/api/"):
+            return _database_response(*trouble)
+        from django.shortcuts import render
+
+        response = render(request, "503.html", {"message": trouble[1]}, status=503)
+        response["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+        return response
     if request.path.startswith("/api/"):
         return JsonResponse(
             {"detail": "Internal server error.", "code": "server_error"},

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -1139,3 +1141,68 @@ def test_old_logs_are_trimmed_to_their_tail(live_site, repo, owner):
     assert f"deployment #{first.number} succeeded" in tail["text"]
     assert Deployment.objects.get(pk=first.pk).log_archived_at is not None
     assert recent.chunks.count() == recent_chunks
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_an_engine_lost_mid_build_fails_the_deployment_and_the_next_one_succeeds(
+    live_site, repo, owner, docker_host, docker_endpoints, settings, fault
+):
+    """The engine dies (SIGTERM to dockerd) or freezes (SIGSTOP) while a build runs: the
+    deployment ends failed with the reason (never stuck in `building`), v1 keeps serving once
+    the engine is back, and the next deployment succeeds."""
+    from tests import docker_engines
+    from tests.integration.test_reconcile import dockerd_pid
+
+    settings.DOCKER_TIMEOUT_SECONDS = 3
+    site, port, _ = live_site
+    repo.commit("slow", {"Dockerfile": served_dockerfile("RUN sleep 4"),
+                         "www/index.html": "version two\n"})  # fmt: skip
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"], outcome["deployment"] = deploy(site, owner)
+        finally:
+            connection.close()
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    wait_for(
+        lambda: Deployment.objects.filter(site=site, status="building").exists(), 30, "building"
+    )
+    time.sleep(1)
+    pid = dockerd_pid(docker_endpoints[0])
+    try:
+        if fault == "killed":
+            docker_engines.stop_engine(docker_endpoints[0])
+        else:
+            os.kill(pid, signal.SIGSTOP)
+        runner.join(timeout=120)
+        assert not runner.is_alive(), "the deployment hung on the lost engine"
+    finally:
+        if fault == "frozen":
+            os.kill(pid, signal.SIGCONT)
+        else:
+            docker_engines.restart_engines()
+    result, second = outcome["result"], outcome["deployment"]
+    assert result == "failed" and second.status == "failed", full_log(second)
+    assert second.error
+    engine.forget_client(docker_host)
+    wait_for(lambda: _answers(port), 30, "v1 to answer again")
+    assert b"version one" in http_get(port)
+
+    repo.commit("fast", {"Dockerfile": served_dockerfile(), "www/index.html": "version three\n"})
+    result, third = deploy(site, owner)
+    assert result == "succeeded", full_log(third)
+    assert b"version three" in wait_http(current_port(site))
+
+
+def _answers(port: int) -> bool:
+    try:
+        http_get(port)
+    except OSError:
+        return False
+    return True

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from audit.models import AuditLog
 from hosting import caddy, deployments, proxy, services, tasks
+from hosting.deployments import upkeep
 from hosting.models import Container, Deployment, DockerHost, Domain, Site
 from hosting.reconcile import converge_now
 from monitoring import traffic
@@ -644,3 +645,47 @@ def test_five_deploys_under_load_drop_no_request(proxied_host, org, owner, tmp_p
         window = after[:10]
         assert window and all(version in body for body in window), (version, window[:3])
     assert Deployment.objects.filter(site=site, status="succeeded").count() == 5
+
+
+def test_caddy_killed_during_a_deploy_is_caught_up_when_it_returns(
+    proxied_host, org, owner, tmp_path
+):
+    """The proxy dies between build and switch: the deployment ends (never stuck), says
+    what happened, and the site serves its current version through Caddy again once the
+    proxy is back and the resync runs; no container is left behind."""
+    repo = Repo(tmp_path / "repo")
+    repo.commit("v1", {"Dockerfile": served_dockerfile(), "www/index.html": "version 1\n"})
+    site = converge_now(
+        services.create_site(
+            org, actor=owner, name="Shop", site_type="docker", repository_url=repo.url,
+            internal_port=free_port(), limits={"memory_mb": 64, "cpu_percent": 50},
+        )
+    )  # fmt: skip
+    result, first = deploy(site, owner)
+    assert result == "succeeded", full_log(first)
+    assert b"version 1" in wait_status(proxied_host, site.subdomain, 200)[1]
+
+    caddy_proxies.stop("1")  # killed: its autosave stays, as a crashed process leaves it
+    repo.commit("v2", {"Dockerfile": served_dockerfile(), "www/index.html": "version 2\n"})
+    result, second = deploy(site, owner)
+    second.refresh_from_db()
+    assert second.status in ("succeeded", "failed"), second.status
+    site.refresh_from_db()
+    if second.status == "failed":
+        assert second.error, full_log(second)
+    else:  # switched: the replaced container waits for the proxy before it is retired
+        assert Container.objects.filter(site=site, retired_at__isnull=False).count() == 1
+
+    caddy_proxies.start("1")
+    tasks.sync_proxies()
+    site.refresh_from_db()
+    current = services.current_container(site)
+    want = b"version 2" if second.status == "succeeded" else b"version 1"
+    deadline = time.monotonic() + 15
+    while b"version" not in (body := get(proxied_host, site.subdomain)[1]) or want not in body:
+        assert time.monotonic() < deadline, (body, second.status, full_log(second))
+        time.sleep(0.1)
+    upkeep.reap(now=timezone.now() + timedelta(hours=1))  # the reaper's next pass
+    assert Container.objects.filter(site=site).count() == 1
+    assert current is not None
+    print(f"\nCaddy killed during a deploy: deployment {second.status}; serving {want.decode()}")
