@@ -234,6 +234,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "hostpanel.api.schema.add_error_responses",
+        "hostpanel.api.schema.add_links",
     ],
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "accounts.models.Role",
