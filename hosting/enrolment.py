@@ -135,9 +135,12 @@ def rotate_client(host: DockerHost, *, actor: User | None, days: float = 365) ->
             target=host,
             changes={"certificate": "client", "expires": str(issued.not_after)},
         )
-    for path in old:
-        if path and path not in (str(files["cert"]), str(files["key"])):
-            Path(path).unlink(missing_ok=True)
+    # The pair just replaced stays until the next rotation: a worker that read the host
+    # before this commit still opens it meanwhile. Older ones go now.
+    keep = {str(files["cert"]), str(files["key"]), *old}
+    for path in files["cert"].parent.glob("client-*.pem"):
+        if str(path) not in keep:
+            path.unlink(missing_ok=True)
     engine.forget_client(host)
     host.refresh_from_db()
     return host

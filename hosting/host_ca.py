@@ -174,8 +174,8 @@ def client_files(host_name: str) -> dict[str, Path]:
 
 
 def store_client(host_name: str, issued: Issued) -> dict[str, Path]:
-    """Write the panel's client certificate for HOST_NAME (replacing the old one atomically:
-    a rotation, with no moment without a usable pair)."""
+    """Write a new client certificate pair for HOST_NAME beside the old one (a rotation, with
+    no moment without a usable pair)."""
     files = client_files(host_name)
     stamp = f"{issued.not_after:%Y%m%d}-{secrets.token_hex(4)}"  # a new name per rotation
     cert = files["cert"].with_name(f"client-cert-{stamp}.pem")

@@ -18,13 +18,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import docker
 import pytest
 from django.db import connection
 
 from audit.models import AuditLog
 from hosting import docker as engine
-from hosting import sync
-from hosting.models import Container, EnvironmentVariable
+from hosting import reconcile, services, sync
+from hosting.models import Container, EnvironmentVariable, ReconcileStatus, Site
 from monitoring import collectors
 from monitoring.models import UsageSample
 from tests import docker_engines
@@ -311,3 +312,41 @@ def test_redis_killed_under_a_worker_and_beat_resumes_the_schedule(tmp_path):
         worker.stop()
         redis.send_signal(signal.SIGTERM)
         redis.wait(timeout=10)
+
+
+# --- the engine stopped under a reconcile ---------------------------------------------------
+
+
+@pytest.mark.every_database
+def test_an_engine_stopped_under_a_reconcile_leaves_it_pending_then_converges(
+    settings, docker_endpoints
+):
+    """The engine goes away (dockerd stopped, its containers with it) just as a restart is
+    reconciled: the site waits `pending` with the reason, no row is lost; once the engine is
+    back the next pass converges to exactly one running container."""
+    settings.DOCKER_TIMEOUT_SECONDS = 3
+    org = make_org(make_user())
+    host = make_host("engine-1", docker_endpoints[0])
+    site = running_site(org, host, "web")
+    docker_engines.stop_engine(docker_endpoints[0])
+    try:
+        engine.forget_client(host)
+        site = reconcile.converge_now(services.restart_site(site, actor=None))
+        assert site.reconcile_status == ReconcileStatus.PENDING, site.reconcile_status
+        assert site.reconcile_error
+        assert Container.objects.filter(site=site).count() == 1  # the row stays
+    finally:
+        docker_engines.restart_engines()
+    engine.forget_client(host)
+    services.ping_host(host, actor=None)
+    site = reconcile.converge_now(Site.objects.get(pk=site.pk))
+    assert site.reconcile_status == ReconcileStatus.CONVERGED, site.reconcile_error
+    client = docker.DockerClient(base_url=docker_endpoints[0])
+    try:
+        labelled = client.containers.list(
+            all=True, filters={"label": f"{engine.LABEL_SITE}={site.pk}"}
+        )
+    finally:
+        client.close()
+    assert [c.status for c in labelled] == ["running"]
+    assert Container.objects.filter(site=site).count() == 1

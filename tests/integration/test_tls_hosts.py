@@ -143,8 +143,12 @@ def test_enrol_trust_refuse_strangers_and_rotate_without_downtime(ca, settings):
         stop.set()
         caller.join(timeout=30)
         assert failures == [] and calls[0] > 5
-        assert rotated.tls_client_cert != good[0] and not Path(good[0]).exists()
+        assert rotated.tls_client_cert != good[0]
+        assert Path(good[0]).exists()  # kept for callers that read the host before the switch
         assert engine.ping(DockerHost.objects.get(pk=host.pk)).version
+        again = enrolment.rotate_client(rotated, actor=None)
+        assert not Path(good[0]).exists() and Path(rotated.tls_client_cert).exists()
+        assert engine.ping(again).version
 
     # The engine's own certificate: a new one, installed at its restart, trusted as well.
     new_bundle = ca / "engine-2"
