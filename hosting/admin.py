@@ -23,6 +23,7 @@ from hosting.models import (
     Container,
     Deployment,
     DeploymentTrigger,
+    DiscoveredHost,
     DockerHost,
     Domain,
     EnvironmentVariable,
@@ -526,6 +527,18 @@ class EnvironmentVariableAdmin(ViewOnlyAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("site__organization", "organization")
+
+
+@admin.register(DiscoveredHost)
+class DiscoveredHostAdmin(ViewOnlyAdmin):
+    """Candidates from the discovery providers; `manage.py approve_host` approves one."""
+
+    list_display = ("name", "endpoint", "source", "last_seen_at", "approved_at", "host")
+    list_filter = ("source",)
+    search_fields = ("name", "endpoint", "external_id")
+    list_select_related = ("host",)
+    fields = ("name", "endpoint", "address", "source", "external_id", "first_seen_at",
+              "last_seen_at", "approved_at", "host")  # fmt: skip
 
 
 @admin.register(Container)

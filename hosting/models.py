@@ -703,3 +703,30 @@ class WebhookDelivery(models.Model):
 
     def __str__(self) -> str:
         return self.delivery_id
+
+
+class DiscoveredHost(models.Model):
+    """A Docker host a discovery provider reported (hosting/discovery.py). It is only a
+    candidate: nothing is trusted or scheduled on it until staff approve it, which enrols a
+    tcp:// endpoint with the panel's CA or adds an ssh:// one."""
+
+    source = models.CharField(max_length=30, help_text="The provider: static, cloudflare.")
+    external_id = models.CharField(max_length=100, help_text="Its id at the provider.")
+    name = models.SlugField(max_length=50)
+    endpoint = models.CharField(max_length=255)
+    address = models.GenericIPAddressField(null=True, blank=True)
+    first_seen_at = models.DateTimeField(default=timezone.now, editable=False)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    host = models.OneToOneField(
+        DockerHost, on_delete=models.SET_NULL, null=True, blank=True, related_name="discovery"
+    )
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["source", "external_id"], name="discovered_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source})"

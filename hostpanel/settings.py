@@ -281,6 +281,13 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The panel's CA for tcp:// Docker hosts (hosting/host_ca.py); its key stays here.
 HOST_CA_DIR = env.str("HOST_CA_DIR", default=str(VAR_DIR / "host-ca"))
+# Host discovery (hosting/discovery.py): candidates wait for staff approval.
+HOST_DISCOVERY_PROVIDERS = env.list("HOST_DISCOVERY_PROVIDERS", default=[])
+HOST_DISCOVERY_FILE = env.str("HOST_DISCOVERY_FILE", default=str(VAR_DIR / "hosts.json"))
+CLOUDFLARE_ACCOUNT_ID = env.str("CLOUDFLARE_ACCOUNT_ID", default="")
+CLOUDFLARE_API_TOKEN = env.str("CLOUDFLARE_API_TOKEN", default="")
+CLOUDFLARE_API_URL = env.str("CLOUDFLARE_API_URL", default="https://api.cloudflare.com/client/v4")
+CLOUDFLARE_DEVICE_ENDPOINT = env.str("CLOUDFLARE_DEVICE_ENDPOINT", default="tcp://{ip}:2376")
 
 # Periodic work (one schedule, in code: it is reviewed with the tasks it names; intervals
 # come from the environment). Each entry expires after its interval, so a backlog built up
