@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.mail import send_mail
@@ -78,14 +79,28 @@ def _check_password(password: str, user: User | None = None) -> None:
 
 
 def _create_user_rows(
-    *, email: str, password: str | None, display_name: str, is_staff: bool, is_superuser: bool
+    *,
+    email: str,
+    password: str | None,
+    display_name: str,
+    is_staff: bool,
+    is_superuser: bool,
+    password_hash: str | None = None,
+    **extra: object,
 ) -> tuple[User, Organization]:
     if User.objects.filter(email__iexact=email).exists():
         raise ValidationError({"email": "A user with this email already exists."})
     user = User(
-        email=email, display_name=display_name, is_staff=is_staff, is_superuser=is_superuser
+        email=email,
+        display_name=display_name,
+        is_staff=is_staff,
+        is_superuser=is_superuser,
+        **extra,
     )
-    user.set_password(password)
+    if password_hash is not None:
+        user.password = password_hash
+    else:
+        user.set_password(password)
     user.save()
     org = Organization.objects.create(
         name=(display_name or email.split("@")[0])[:100],
@@ -125,6 +140,62 @@ def create_user(
             changes={"after": snapshot(user, USER_FIELDS), "personal_organization": org.slug},
         )
     return user
+
+
+def import_user(
+    *,
+    email: str,
+    password_hash: str | None,
+    display_name: str = "",
+    is_active: bool = True,
+    is_staff: bool = False,
+    last_login: datetime | None = None,
+    date_joined: datetime | None = None,
+) -> tuple[User, Organization]:
+    """A user brought in by the legacy import, with their personal organization: the
+    password hash is kept as the old system stored it (None: no usable password, a reset
+    link sets one). The import records one audit entry for its whole run, in the same
+    transaction; call this inside it."""
+    email = _clean_email(email)
+    extra: dict[str, object] = {"is_active": is_active, "last_login": last_login}
+    if date_joined is not None:
+        extra["date_joined"] = date_joined
+    return _create_user_rows(
+        email=email,
+        password=None,
+        password_hash=password_hash or make_password(None),
+        display_name=display_name[:150],
+        is_staff=is_staff,
+        is_superuser=is_staff,
+        **extra,
+    )
+
+
+def import_organization(
+    *, name: str, slug: str, is_active: bool = True, created_at: datetime | None = None
+) -> Organization:
+    """An organization brought in by the legacy import (its caller records the audit entry):
+    its own slug when valid and free, otherwise one made from it or the name."""
+    slug = slugify(slug or "")[:50].strip("-")
+    if not slug or Organization.objects.filter(slug=slug).exists():
+        slug = _unique_slug(slug or name)
+    org = Organization(name=(name.strip() or slug)[:100], slug=slug, is_active=is_active)
+    if created_at is not None:
+        org.created_at = created_at
+    org.save()
+    return org
+
+
+def import_membership(user: User, organization: Organization, role: str) -> tuple[Membership, bool]:
+    """The user's role in the organization, from the legacy import: (membership, created).
+    An existing membership keeps the higher of the two roles."""
+    membership, created = Membership.objects.get_or_create(
+        user=user, organization=organization, defaults={"role": role}
+    )
+    if not created and ROLE_RANK[Role(role)] > ROLE_RANK[Role(membership.role)]:
+        membership.role = role
+        membership.save(update_fields=["role", "updated_at"])
+    return membership, created
 
 
 def update_user(user: User, *, actor: User | None, **fields) -> User:

@@ -54,6 +54,8 @@ PHRASES = {
     "deployment.progress": "moved deployment {target} on",
     "webhook.rotate": "set a new webhook secret for {target}",
     "webhook.rejected": "refused a webhook delivery for {target}",
+    "legacy.import": "imported {target}",
+    "legacy.activity": "was recorded by the old system: {target} (imported)",
 }
 
 

@@ -105,3 +105,34 @@ def record(
         hook(entry)
     chain.seal_after_commit()
     return entry
+
+
+def record_imported(
+    *,
+    timestamp,
+    actor=None,
+    actor_label: str = "",
+    organization=None,
+    message: str,
+    source: str,
+    legacy_id: str,
+) -> AuditLog:
+    """An activity row of a legacy system, kept at its own time and marked as imported
+    (action legacy.activity). It joins the hash chain when its transaction commits; no
+    notification is sent for it (the after_record hooks are for what happens now)."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit.record_imported must run inside the import's transaction")
+    is_user = actor is not None and getattr(actor, "is_authenticated", False)
+    entry = AuditLog.objects.create(
+        timestamp=timestamp,
+        action=actions.LEGACY_ACTIVITY,
+        organization=organization,
+        actor=actor if is_user else None,
+        actor_label=(actor.email if is_user else actor_label or "legacy")[:254],
+        target_type="legacy.activity",
+        target_id=legacy_id[:64],
+        target_label=message[:254],
+        changes={"imported": True, "source": source, "legacy_id": legacy_id, "message": message},
+    )
+    chain.seal_after_commit()
+    return entry

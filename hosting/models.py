@@ -599,6 +599,7 @@ class DeploymentTrigger(models.TextChoices):
     WEBHOOK = "webhook", "Git webhook"
     STAFF = "staff", "Staff"
     ROLLBACK = "rollback", "Rollback"
+    IMPORT = "import", "Imported from a legacy system"
 
 
 class Deployment(TimeStampedModel):

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "monitoring",
     "notifications",
     "console",
+    "legacy",
 ]
 
 MIDDLEWARE = [
