@@ -4,10 +4,8 @@ container cache is not imported: container sync rebuilds it from the engines."""
 
 from __future__ import annotations
 
-import secrets
 from typing import ClassVar
 
-from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts import secrets as creds
@@ -15,10 +13,6 @@ from accounts.hashers import import_bcrypt_hash
 from accounts.models import RegistrationCode, User
 from audit.services import record_imported
 from hosting.models import (
-    DesiredState,
-    Domain,
-    ObservedState,
-    ReconcileStatus,
     ResourceLimit,
     Site,
     SiteType,
@@ -38,19 +32,6 @@ def password_hash(raw: object) -> str | None:
         return import_bcrypt_hash(str(raw or ""))
     except ValueError:
         return None
-
-
-def clean_hostname(raw: object) -> str:
-    return str(raw or "").strip().rstrip(".").lower()
-
-
-def check_hostname(hostname: str) -> str:
-    """'' when the hostname is one Domain accepts, else why not."""
-    try:
-        Domain._meta.get_field("hostname").run_validators(hostname)
-    except ValidationError:
-        return "not a valid hostname"
-    return ""
 
 
 class AppHostingPlatformImporter(Importer):
@@ -106,29 +87,22 @@ class AppHostingPlatformImporter(Importer):
                 )
                 continue
             org = self.personal_organization(owner)
-            name = str(row["Name"] or "").strip() or f"Server {legacy_id}"
-            created = self.time(SERVERS, legacy_id, row["CreatedAt"]) or timezone.now()
+            created = self.time(SERVERS, legacy_id, row["CreatedAt"])
             updated = self.time(SERVERS, legacy_id, row["UpdatedAt"]) or created
             deleted = bool(row["Deleted"])
-            site = Site.objects.create(
-                organization=org,
-                name=name[:100],
-                slug=self.site_slug(org, name, f"server-{legacy_id}"),
+            site = self.new_site(
+                SERVERS,
+                legacy_id,
+                org,
+                name=str(row["Name"] or ""),
+                slug="",
+                noun="server",
+                created=created,
+                updated=updated,
                 site_type=SiteType.DOCKER,
-                host=self.host(),
-                desired_state=DesiredState.STOPPED,
-                observed_state=ObservedState.STOPPED,
-                reconcile_status=ReconcileStatus.CONVERGED,
-                generation=1,
-                reconciled_generation=1,
-                created_at=created,
-                deleted_at=(updated if deleted else None),
+                deleted_at=(updated or timezone.now()) if deleted else None,
             )
-            limit = ResourceLimit.objects.create(organization=org, site=site)
-            Site.objects.filter(pk=site.pk).update(updated_at=updated)
-            self.remember(SERVERS, legacy_id, site, "imported")
-            self.wrote(site)
-            self.wrote(limit)
+            self.wrote(ResourceLimit.objects.create(organization=org, site=site))
             if row["Enabled"] and not deleted:
                 self.report.note(
                     f"{SERVERS} #{legacy_id} ran in the old system; here it waits stopped "
@@ -150,26 +124,13 @@ class AppHostingPlatformImporter(Importer):
             if site.deleted_at is not None:
                 self.report.skip(DOMAINS, legacy_id, "its server was deleted")
                 continue
-            hostname = clean_hostname(row["DomainName"])
-            if why := check_hostname(hostname):
-                self.report.skip(DOMAINS, legacy_id, why)
-                continue
-            if Domain.objects.filter(hostname__iexact=hostname).exists():
-                self.report.skip(DOMAINS, legacy_id, "its hostname is already used here")
-                continue
-            domain = Domain.objects.create(
-                organization=site.organization,
-                site=site,
-                hostname=hostname,
+            self.new_domain(
+                DOMAINS,
+                legacy_id,
+                site,
+                row["DomainName"],
                 is_cloudflare=bool(row["IsCloudflare"]),
                 ssl_enabled=bool(row["SSL"]),
-                verification_token=secrets.token_hex(16),
-            )
-            self.remember(DOMAINS, legacy_id, domain, "imported")
-            self.wrote(domain)
-            self.report.note(
-                "imported domains are routed once their DNS TXT record is verified here "
-                "(the old system never proved who owns them)"
             )
 
     def import_activity(self) -> None:

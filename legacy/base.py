@@ -3,6 +3,7 @@ row became, the one transaction, and the checks made before it commits."""
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from datetime import datetime, tzinfo
@@ -13,13 +14,23 @@ from django.apps import apps
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.db.models import Sum
+from django.utils import timezone
 from django.utils.text import slugify
 
 from accounts.models import Organization, User
 from accounts.services import import_user
 from audit import actions
 from audit.services import record
-from hosting.models import DockerHost, OrganizationQuota, ResourceLimit, Site
+from hosting.models import (
+    DesiredState,
+    DockerHost,
+    Domain,
+    ObservedState,
+    OrganizationQuota,
+    ReconcileStatus,
+    ResourceLimit,
+    Site,
+)
 from legacy.models import LegacyRecord
 from legacy.report import Report
 from legacy.times import BadTime, parse_time
@@ -217,6 +228,69 @@ class Importer:
                     + (f" (hosts here: {', '.join(names)})" if names else " (none is registered)")
                 )
         return self._host
+
+    def new_site(
+        self,
+        table: str,
+        legacy_id: object,
+        org: Organization,
+        *,
+        name: str,
+        slug: str,
+        noun: str,
+        created: datetime | None,
+        updated: datetime | None,
+        **fields: Any,
+    ) -> Site:
+        """A legacy site, stopped on the import's host (nothing runs until it is deployed),
+        with its own times and the seed's default limits (a caller may change them)."""
+        created = created or timezone.now()
+        site = Site.objects.create(
+            organization=org,
+            name=(name.strip() or f"{noun.title()} {legacy_id}")[:100],
+            slug=self.site_slug(org, slug or name, f"{noun}-{legacy_id}"),
+            host=self.host(),
+            desired_state=DesiredState.STOPPED,
+            observed_state=ObservedState.STOPPED,
+            reconcile_status=ReconcileStatus.CONVERGED,
+            generation=1,
+            reconciled_generation=1,
+            created_at=created,
+            **fields,
+        )
+        Site.objects.filter(pk=site.pk).update(updated_at=updated or created)
+        self.remember(table, legacy_id, site, "imported")
+        self.wrote(site)
+        return site
+
+    def new_domain(
+        self, table: str, legacy_id: object, site: Site, raw: object, **fields: Any
+    ) -> Domain | None:
+        """A legacy hostname of a site, unless it is not one or is taken here already."""
+        hostname = str(raw or "").strip().rstrip(".").lower()
+        try:
+            Domain._meta.get_field("hostname").run_validators(hostname)
+        except ValidationError:
+            self.report.skip(table, legacy_id, "not a valid hostname")
+            return None
+        if Domain.objects.filter(hostname__iexact=hostname).exists():
+            self.report.skip(table, legacy_id, "its hostname is already used here")
+            return None
+        domain = Domain.objects.create(
+            organization=site.organization,
+            site=site,
+            hostname=hostname,
+            verification_token=secrets.token_hex(16),
+            **fields,
+        )
+        self.remember(table, legacy_id, domain, "imported")
+        self.wrote(domain)
+        if domain.verified_at is None:
+            self.report.note(
+                "unverified imported domains are routed once their DNS TXT record is verified "
+                "here (the old systems did not prove who owns a name)"
+            )
+        return domain
 
     def site_slug(self, org: Organization, name: str, fallback: str) -> str:
         root = (slugify(name)[:34].strip("-") or fallback)[:34]

@@ -4,7 +4,6 @@ Its times are SQLite's CURRENT_TIMESTAMP (UTC) unless a --time-zone says otherwi
 
 from __future__ import annotations
 
-import secrets
 from collections import defaultdict
 from datetime import date, timedelta
 from typing import Any, ClassVar
@@ -20,17 +19,14 @@ from hosting.models import (
     DeploymentLogChunk,
     DeploymentStatus,
     DeploymentTrigger,
-    DesiredState,
     Domain,
     EnvironmentVariable,
-    ObservedState,
-    ReconcileStatus,
     ResourceLimit,
     Site,
     SiteType,
 )
 from hostpanel import crypto
-from legacy.app_hosting_platform import check_hostname, clean_hostname, password_hash
+from legacy.app_hosting_platform import password_hash
 from legacy.base import Importer
 from monitoring.models import DailyUsage
 
@@ -182,30 +178,22 @@ class DialupDeployImporter(Importer):
                 if port is not None:
                     self.report.note(f"{SITES} #{legacy_id}: port {port!r} became 8080")
                 port = 8080
-            name = str(row["name"] or "").strip() or f"Site {legacy_id}"
-            created = self.time(SITES, legacy_id, row["created_at"]) or timezone.now()
-            site = Site.objects.create(
-                organization=org,
-                name=name[:100],
-                slug=self.site_slug(org, str(row["slug"] or name), f"site-{legacy_id}"),
+            site = self.new_site(
+                SITES,
+                legacy_id,
+                org,
+                name=str(row["name"] or ""),
+                slug=str(row["slug"] or ""),
+                noun="site",
+                created=self.time(SITES, legacy_id, row["created_at"]),
+                updated=self.time(SITES, legacy_id, row["updated_at"]),
                 site_type=site_type,
                 repository_url=str(row["repository_url"] or "")[:500],
                 branch=str(row["branch"] or "main")[:100],
                 build_command=str(row["build_command"] or "")[:500],
                 start_command=str(row["start_command"] or "")[:500],
                 internal_port=port,
-                host=self.host(),
-                desired_state=DesiredState.STOPPED,
-                observed_state=ObservedState.STOPPED,
-                reconcile_status=ReconcileStatus.CONVERGED,
-                generation=1,
-                reconciled_generation=1,
-                created_at=created,
             )
-            updated = self.time(SITES, legacy_id, row["updated_at"]) or created
-            Site.objects.filter(pk=site.pk).update(updated_at=updated)
-            self.remember(SITES, legacy_id, site, "imported")
-            self.wrote(site)
             if row["domain"]:
                 self.site_domains.append((legacy_id, site, str(row["domain"])))
             if row["is_active"] is not None and not row["is_active"]:
@@ -321,7 +309,7 @@ class DialupDeployImporter(Importer):
             if wants_primary and site.pk in primary:
                 self.report.note(f"{DOMAINS} #{legacy_id}: a second primary, kept as not primary")
                 wants_primary = False
-            domain = self.add_domain(
+            domain = self.new_domain(
                 DOMAINS,
                 legacy_id,
                 site,
@@ -334,36 +322,11 @@ class DialupDeployImporter(Importer):
                 primary.add(site.pk)
         self.report.source_rows[SITE_DOMAIN] = len(self.site_domains)
         for legacy_id, site, hostname in self.site_domains:
-            if Domain.objects.filter(site=site, hostname__iexact=clean_hostname(hostname)).exists():
+            if Domain.objects.filter(site=site, hostname__iexact=hostname.strip().rstrip(".")):
                 self.report.count(SITE_DOMAIN, "matched")
                 continue
             is_primary = site.pk not in primary
-            self.add_domain(SITE_DOMAIN, legacy_id, site, hostname, is_primary=is_primary)
-
-    def add_domain(
-        self, table: str, legacy_id: Any, site: Site, raw: object, **fields: Any
-    ) -> Domain | None:
-        hostname = clean_hostname(raw)
-        if why := check_hostname(hostname):
-            self.report.skip(table, legacy_id, why)
-            return None
-        if Domain.objects.filter(hostname__iexact=hostname).exists():
-            self.report.skip(table, legacy_id, "its hostname is already used here")
-            return None
-        domain = Domain.objects.create(
-            organization=site.organization,
-            site=site,
-            hostname=hostname,
-            verification_token=secrets.token_hex(16),
-            **fields,
-        )
-        self.remember(table, legacy_id, domain, "imported")
-        self.wrote(domain)
-        if domain.verified_at is None:
-            self.report.note(
-                "unverified imported domains are routed once their DNS TXT record is verified"
-            )
-        return domain
+            self.new_domain(SITE_DOMAIN, legacy_id, site, hostname, is_primary=is_primary)
 
     # --- history ----------------------------------------------------------------------------------
 
