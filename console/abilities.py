@@ -31,6 +31,7 @@ ABILITIES = {
     "site.update": (SiteViewSet, "partial_update", "PATCH"),
     "site.delete": (SiteViewSet, "destroy", "DELETE"),
     "site.act": (SiteViewSet, "start", "POST"),
+    "site.volume": (SiteViewSet, "volume_archive", SAFE),
     "env.write": (EnvironmentVariableViewSet, "create", "POST"),
     "env.reveal": (EnvironmentVariableViewSet, "reveal", "POST"),
     "domain.write": (DomainViewSet, "create", "POST"),

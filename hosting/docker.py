@@ -12,6 +12,7 @@ import shlex
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,11 +30,13 @@ LABEL_MANAGED = "io.hostpanel.managed"
 LABEL_SITE = "io.hostpanel.site"
 LABEL_ORGANIZATION = "io.hostpanel.organization"
 LABEL_DEPLOYMENT = "io.hostpanel.deployment"
+LABEL_HELPER = "io.hostpanel.helper"
 
 # Capabilities a typical web process needs to drop root after binding its port.
 ALLOWED_CAPABILITIES = ("CHOWN", "SETGID", "SETUID", "NET_BIND_SERVICE")
 # Bound to the host's address: with host networking a bare port would listen on every interface.
 STATIC_SITE_COMMAND = "httpd -f -p {address}:{port} -h /www"
+VOLUME_MOUNT = "/data"
 
 
 class HostUnavailable(Exception):
@@ -330,7 +333,12 @@ def container_spec(
         "init": True,
         "read_only": site.site_type == SiteType.STATIC,
         "tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},  # noqa: S108
-        "volumes": {},
+        # The site's own /data volume when it asked for one; nothing of the host, ever.
+        "volumes": (
+            {site.volume_name: {"bind": VOLUME_MOUNT, "mode": "rw"}}
+            if site.persistent_volume
+            else {}
+        ),
         "devices": [],
         **limit_kwargs(limits),
     }
@@ -484,3 +492,77 @@ def state_of(host: DockerHost, container_id: str) -> str:
         return inspect(host, container_id)["State"]["Status"]
     except SpecRejected:
         return "missing"
+
+
+# --- the sites' /data volumes ------------------------------------------------------------------
+
+
+def ensure_volume(host: DockerHost, site: Site) -> None:
+    """Create the site's volume unless it exists (labelled as the site's, local driver)."""
+    with engine_call(host):
+        api = client(host).api
+        try:
+            api.inspect_volume(site.volume_name)
+        except NotFound:
+            api.create_volume(
+                name=site.volume_name,
+                driver="local",
+                labels={**site_labels(site), LABEL_MANAGED: "true"},
+            )
+
+
+def remove_volume(host: DockerHost, name: str) -> None:
+    """Remove a volume; one that is already gone counts as removed. A volume still mounted
+    by a container is refused by the engine (SpecRejected): try again once it is gone."""
+    try:
+        with engine_call(host):
+            client(host).api.remove_volume(name)
+    except SpecRejected as exc:
+        if not isinstance(exc.__cause__, NotFound):
+            raise
+
+
+def volume_sizes(host: DockerHost) -> dict[str, int]:
+    """Bytes held by each panel volume (the engine walks them: every few minutes only)."""
+    with engine_call(host):
+        usage = client(host).api.df()
+    return {
+        v["Name"]: max(0, int((v.get("UsageData") or {}).get("Size") or 0))
+        for v in usage.get("Volumes") or []
+        if (v.get("Labels") or {}).get(LABEL_MANAGED) == "true"
+    }
+
+
+def volume_archive(host: DockerHost, site: Site, image: str) -> Iterator[bytes]:
+    """The site's /data as a tar stream, read through a container that is created with the
+    volume mounted read-only and never started (the serving one is not touched); it is
+    removed when the stream ends or is abandoned. Chunks of 64 KiB: nothing is buffered."""
+    with engine_call(host):
+        api = client(host).api
+        api.inspect_volume(site.volume_name)  # NotFound: nothing was ever written
+        helper = api.create_container(
+            image=image,
+            command=["true"],
+            name=f"hp-archive-{site.pk.hex[:12]}-{uuid.uuid4().hex[:8]}",
+            # Not the site's labels: the reconciler would take it for an orphan to remove.
+            labels={LABEL_HELPER: "volume-archive"},
+            network_disabled=True,
+            host_config=api.create_host_config(
+                binds={site.volume_name: {"bind": VOLUME_MOUNT, "mode": "ro"}},
+                network_mode="none",
+            ),
+        )["Id"]
+        try:
+            stream, _stat = api.get_archive(helper, VOLUME_MOUNT, chunk_size=65536)
+        except BaseException:
+            remove(host, helper)
+            raise
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            with engine_call(host):
+                yield from stream
+        finally:
+            remove(host, helper)
+
+    return chunks()

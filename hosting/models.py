@@ -221,6 +221,20 @@ class Site(TimeStampedModel):
         blank=True,
         help_text="Over its requests_per_minute: the proxy answers 429 until then.",
     )
+    persistent_volume = models.BooleanField(
+        default=False,
+        help_text="Mount a volume of its own at /data, kept across deployments, restarts and "
+        "rollbacks (its use counts against disk_mb).",
+    )
+    volume_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="What the /data volume holds, measured every 5 min."
+    )
+    volume_measured_at = models.DateTimeField(null=True, blank=True)
+    volume_removed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the volume of a deleted site was removed (VOLUME_RETENTION_HOURS).",
+    )
     deleted_at = models.DateTimeField(null=True, blank=True)
     deployed_image = models.CharField(
         max_length=255, blank=True, help_text="Image built by the last successful deployment."
@@ -266,6 +280,12 @@ class Site(TimeStampedModel):
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def volume_name(self) -> str:
+        """The engine's name of the site's /data volume: the same for every container of the
+        site, so deployments, restarts and rollbacks all mount what the last one wrote."""
+        return f"hp-data-{self.pk}"
 
 
 class SiteTemplate(TimeStampedModel):
@@ -348,6 +368,9 @@ class OrganizationQuota(TimeStampedModel):
     max_sites = models.PositiveIntegerField(default=10)
     max_memory_mb = models.PositiveIntegerField(default=4096)
     max_cpu_percent = models.PositiveIntegerField(default=400)
+    max_disk_mb = models.PositiveIntegerField(
+        default=20480, help_text="Sum of the sites' disk_mb (writable layer and /data volume)."
+    )
     over_limit_policy = models.CharField(
         max_length=10,
         choices=[("notify", "Notify only"), ("stop", "Stop the site")],

@@ -87,6 +87,8 @@ def run_container(
     """
     host = site.host
     port = allocate_port(site)
+    if site.persistent_volume:
+        engine.ensure_volume(host, site)
     extra = {engine.LABEL_DEPLOYMENT: str(deployment.pk)} if deployment is not None else {}
     spec = engine.container_spec(
         site,

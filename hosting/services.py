@@ -68,6 +68,7 @@ SITE_FIELDS = (
     "host",
     "desired_state",
     "deleted_at",
+    "persistent_volume",
 )
 EDITABLE_SITE_FIELDS = {
     "name",
@@ -80,9 +81,10 @@ EDITABLE_SITE_FIELDS = {
     "start_command",
     "internal_port",
     "health_check_path",
+    "persistent_volume",
 }
 # Fields baked into the container: changing them takes a restart (a new container).
-CONTAINER_FIELDS = {"image", "start_command", "internal_port"}
+CONTAINER_FIELDS = {"image", "start_command", "internal_port", "persistent_volume"}
 LIMIT_FIELDS = (
     "memory_mb",
     "cpu_percent",
@@ -98,7 +100,13 @@ PROXY_FIELDS = {
     "proxy_https_port",
     "proxy_access_log",
 }
-QUOTA_FIELDS = ("max_sites", "max_memory_mb", "max_cpu_percent", "over_limit_policy")
+QUOTA_FIELDS = (
+    "max_sites",
+    "max_memory_mb",
+    "max_cpu_percent",
+    "max_disk_mb",
+    "over_limit_policy",
+)
 HOST_FIELDS = (
     "name",
     "endpoint",
@@ -236,9 +244,16 @@ def usage_of(org: Organization, exclude_site: Site | None = None) -> dict[str, i
     if exclude_site is not None:
         sites = sites.exclude(pk=exclude_site.pk)
     totals = ResourceLimit.objects.filter(site__in=sites).aggregate(
-        memory=Coalesce(Sum("memory_mb"), 0), cpu=Coalesce(Sum("cpu_percent"), 0)
+        memory=Coalesce(Sum("memory_mb"), 0),
+        cpu=Coalesce(Sum("cpu_percent"), 0),
+        disk=Coalesce(Sum("disk_mb"), 0),
     )
-    return {"sites": sites.count(), "memory_mb": totals["memory"], "cpu_percent": totals["cpu"]}
+    return {
+        "sites": sites.count(),
+        "memory_mb": totals["memory"],
+        "cpu_percent": totals["cpu"],
+        "disk_mb": totals["disk"],
+    }
 
 
 def check_quota(org: Organization, *, new_site: bool, limits: ResourceLimit, site=None) -> None:
@@ -259,6 +274,12 @@ def check_quota(org: Organization, *, new_site: bool, limits: ResourceLimit, sit
         problems.append(
             f"max_cpu_percent is {quota.max_cpu_percent}; this would use {cpu} "
             f"({cpu - quota.max_cpu_percent} points over)"
+        )
+    disk = used["disk_mb"] + limits.disk_mb
+    if disk > quota.max_disk_mb:
+        problems.append(
+            f"max_disk_mb is {quota.max_disk_mb}; this would use {disk} "
+            f"({disk - quota.max_disk_mb} MB over)"
         )
     if problems:
         raise ValidationError({"quota": [f"Organization quota exceeded: {p}." for p in problems]})

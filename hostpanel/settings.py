@@ -360,6 +360,7 @@ CELERY_BEAT_SCHEDULE = {
     "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
     "reap-deployments": _every(60, "hosting.tasks.reap_deployments"),
     "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
+    "purge-deleted-volumes": _every(3600, "hosting.tasks.purge_deleted_volumes"),
     "seal-audit-chain": _every(60, "audit.tasks.seal_audit_chain"),
     "audit-chain-head": _every(24 * 3600, "audit.tasks.write_audit_chain_head"),
 }
@@ -429,9 +430,12 @@ DEPLOY_LOG_RETENTION_DAYS = env.int("DEPLOY_LOG_RETENTION_DAYS", default=90)
 DEPLOY_ALLOW_FILE_REPOSITORIES = env.bool("DEPLOY_ALLOW_FILE_REPOSITORIES", default=False)
 # Host ports given to site containers in host network mode (two per site during a deploy).
 SITE_PORT_RANGE = (env.int("SITE_PORT_MIN", default=20000), env.int("SITE_PORT_MAX", default=29999))
+# A deleted site's /data volume is kept this long (an undo window), then removed.
+VOLUME_RETENTION_HOURS = env.int("VOLUME_RETENTION_HOURS", default=168)
 # Quotas a new organization starts with; staff change them per organization.
 DEFAULT_QUOTA = {
     "max_sites": env.int("QUOTA_MAX_SITES", default=10),
     "max_memory_mb": env.int("QUOTA_MAX_MEMORY_MB", default=4096),
     "max_cpu_percent": env.int("QUOTA_MAX_CPU_PERCENT", default=400),
+    "max_disk_mb": env.int("QUOTA_MAX_DISK_MB", default=20480),
 }

@@ -34,7 +34,7 @@ from django.utils import timezone
 from docker.errors import InvalidVersion
 
 from hosting import docker as engine
-from hosting.models import Container, DockerHost, ObservedState
+from hosting.models import Container, DockerHost, ObservedState, Site
 from hostpanel.db import real_sqlite_parameter_limit
 from monitoring import cgroups
 from monitoring.cgroups import Counters
@@ -315,7 +315,28 @@ def collect_host(host: DockerHost, *, source: str = "auto") -> int:
 
 
 def measure_disk(host: DockerHost) -> int:
-    """Store each panel container's writable-layer size; returns the number of rows updated."""
+    """Store each panel container's writable-layer size and each site's /data volume size;
+    returns the number of rows updated."""
+    return measure_containers(host) + measure_volumes(host)
+
+
+def measure_volumes(host: DockerHost) -> int:
+    sizes = engine.volume_sizes(host)
+    now = timezone.now()
+    sites = [
+        site
+        for site in Site.objects.filter(host=host, volume_removed_at__isnull=True).only("pk")
+        if site.volume_name in sizes
+    ]
+    for site in sites:
+        site.volume_bytes = sizes[site.volume_name]
+        site.volume_measured_at = now
+    with transaction.atomic():
+        Site.objects.bulk_update(sites, ["volume_bytes", "volume_measured_at"], batch_size=500)
+    return len(sites)
+
+
+def measure_containers(host: DockerHost) -> int:
     sizes = engine.container_sizes(host)
     if not sizes:
         return 0

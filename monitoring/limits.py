@@ -5,7 +5,7 @@ Measured per live site with a handful of aggregate queries (never a Python loop 
 - bandwidth this month = the daily rollups of this month's days before today
   (DailyUsage.total_bandwidth_mb) + today's samples (sum of UsageSample.bandwidth_bytes);
 - disk = the container's last measured writable-layer size (Container.disk_bytes), or else
-  the latest sample's copy of it.
+  the latest sample's copy of it, plus what its /data volume holds (Site.volume_bytes).
 
 The first time in a month a site is past a limit, a LimitBreach row (unique per site, limit
 and month) and a `site.limit_exceeded` audit entry record it, and the organization's policy
@@ -85,6 +85,7 @@ def enforce_limits(now: datetime | None = None) -> int:
     created = 0
     for site in _sites_with_disk():
         disk_bytes = site.container_disk if site.container_disk is not None else site.sample_disk
+        disk_bytes = (disk_bytes or 0) + (site.volume_bytes or 0)
         measured = {
             BANDWIDTH: (bandwidth.get(site.pk) or 0.0, site.limits.bandwidth_mb),
             DISK: ((disk_bytes or 0) / MB, site.limits.disk_mb),

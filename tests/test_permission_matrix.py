@@ -20,7 +20,7 @@ from accounts import services as accounts
 from accounts.models import ROLE_RANK, Role, UserSession
 from audit.models import AuditLog
 from hosting import services
-from hosting.models import Container, Domain, EnvironmentVariable
+from hosting.models import Container, Domain, EnvironmentVariable, Site
 from hostpanel.api import urls as api_urls
 from notifications import services as notifications
 from tests.conftest import client_for
@@ -35,6 +35,7 @@ pytestmark = pytest.mark.django_db
 class Rule:
     kind: str  # public, user, session, own, staff, org
     role: str = Role.VIEWER  # the least role, for org routes
+    scope: str = ""  # the token scope it needs beyond read/write
 
 
 PUBLIC, USER, SESSION, OWN, STAFF = (Rule(k) for k in ("public", "user", "session", "own", "staff"))
@@ -88,6 +89,7 @@ PERMISSIONS: dict[str, dict[str, Rule]] = {
     "site-list": {"GET": V, "POST": M},
     "site-detail": {"GET": V, "PATCH": M, "DELETE": OWNERS},
     "site-logs": {"GET": V},
+    "site-volume-archive": {"GET": Rule("org", Role.ADMIN, scope="secrets:read")},
     "site-restart": {"POST": M},
     "site-start": {"POST": M},
     "site-stop": {"POST": M},
@@ -151,7 +153,7 @@ def expected(rule: Rule, caller: str, method: str) -> str | int:
         return 403 if is_token else ALLOWED
     if rule.kind == "own_session":
         return 403 if is_token else ALLOWED if caller == "owner" else 404
-    if caller == "read_only_token" and method != "GET":
+    if caller == "read_only_token" and (method != "GET" or rule.scope):
         return 403
     if rule.kind == "staff":
         return 403
@@ -177,6 +179,7 @@ def world(cast, settings, monkeypatch, sent_tasks):
     settings.DEPLOY_ALLOW_FILE_REPOSITORIES = True
     services.create_host(actor=None, name="idle", endpoint="unix:///nonexistent/docker.sock")
     site = deploy_site(cast.org)
+    Site.objects.filter(pk=site.pk).update(persistent_volume=True)  # its archive asks the engine
     add_member(cast.other_org, cast.owner, Role.OWNER)
     target = make_user("target@example.test")
     add_member(cast.org, target, Role.VIEWER)

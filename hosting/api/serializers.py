@@ -86,6 +86,9 @@ class SiteSerializer(serializers.ModelSerializer):
             "sleep_after_minutes",
             "asleep_since",
             "throttled_until",
+            "persistent_volume",
+            "volume_bytes",
+            "volume_measured_at",
             "health",
             "limits",
             "created_at",
@@ -94,6 +97,8 @@ class SiteSerializer(serializers.ModelSerializer):
         read_only_fields = [
             "id",
             "host",
+            "volume_bytes",
+            "volume_measured_at",
             "asleep_since",
             "throttled_until",
             "observed_state",
@@ -202,6 +207,7 @@ class QuotaSerializer(serializers.ModelSerializer):
                 "sites": {"type": "integer"},
                 "memory_mb": {"type": "integer"},
                 "cpu_percent": {"type": "integer"},
+                "disk_mb": {"type": "integer"},
             },
         }
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 
 from accounts.models import Role, Scope
 from hosting import docker as engine
-from hosting import reconcile, services
+from hosting import reconcile, services, volumes
 from hosting.api import serializers as s
 from hosting.api.filters import (
     ContainerFilterSet,
@@ -64,7 +65,9 @@ class SiteViewSet(
     lookup_field = "slug"
     lookup_url_kwarg = "site_slug"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    minimum_roles = {"destroy": Role.OWNER}
+    minimum_roles = {"destroy": Role.OWNER, "volume_archive": Role.ADMIN}
+    # The files may hold anything the app keeps (its database, its keys): as a secret.
+    required_scopes = {"volume_archive": Scope.SECRETS_READ}
 
     def create(self, request, *args, **kwargs):
         serializer = self.get_serializer(data=request.data)
@@ -147,6 +150,34 @@ class SiteViewSet(
                 "cursor": lines[-1][0] if lines else after,
             }
         )
+
+    @extend_schema(
+        responses={
+            (200, "application/x-tar"): OpenApiResponse(
+                response=OpenApiTypes.BINARY, description="A tar archive of /data, streamed."
+            ),
+            404: OpenApiResponse(description="No such site, or it has no /data volume."),
+            503: OpenApiResponse(description="Engine down."),
+        },
+        filters=False,
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="volume-archive",
+        filter_backends=[],
+        pagination_class=None,
+    )
+    def volume_archive(self, request, *args, **kwargs):
+        """The site's /data volume as a tar archive (admins; tokens need secrets:read),
+        streamed from the engine as it is read; the download is audited."""
+        site = self.get_object()
+        stream = volumes.archive(site, actor=request.user)
+        response = StreamingHttpResponse(stream, content_type="application/x-tar")
+        stamp = datetime.now(tz=UTC).strftime("%Y%m%d-%H%M%S")
+        name = f"{site.organization.slug}-{site.slug}-data-{stamp}.tar"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response
 
 
 def ns_to_datetime(ns: int) -> datetime:

@@ -216,7 +216,8 @@ def test_quota_shows_limits_and_usage(cast):
     assert response.status_code == 200, response.content
     body = response.json()
     assert (body["max_sites"], body["max_memory_mb"]) == (5, 2048)
-    assert body["usage"] == {"sites": 2, "memory_mb": 384, "cpu_percent": 75}
+    # disk: the seed's default disk_mb (1024) of each live site
+    assert body["usage"] == {"sites": 2, "memory_mb": 384, "cpu_percent": 75, "disk_mb": 2048}
 
 
 def test_quota_of_a_new_organization_uses_the_defaults(cast, settings):
@@ -224,7 +225,8 @@ def test_quota_of_a_new_organization_uses_the_defaults(cast, settings):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["max_sites"] == settings.DEFAULT_QUOTA["max_sites"]
-    assert body["usage"] == {"sites": 0, "memory_mb": 0, "cpu_percent": 0}
+    assert body["max_disk_mb"] == settings.DEFAULT_QUOTA["max_disk_mb"]
+    assert body["usage"] == {"sites": 0, "memory_mb": 0, "cpu_percent": 0, "disk_mb": 0}
 
 
 @pytest.mark.parametrize("who", ["outsider", "other_owner"])
@@ -277,3 +279,20 @@ class TestQuotaApi(SingletonEndpointMixin):
 
     def url(self, org, site):
         return quota_url(org)
+
+
+def test_disk_limits_count_against_the_disk_quota(cast):
+    services.update_quota(cast.org, actor=None, max_disk_mb=3000)
+    site = make_site(cast.org, name="One", limits={"memory_mb": 64, "disk_mb": 2000})
+    response = client_for(cast.member).post(
+        sites_url(cast.org),
+        {"name": "Two", "image": "example/app:1", "limits": {"memory_mb": 64, "disk_mb": 1500}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert "max_disk_mb is 3000; this would use 3500 (500 MB over)" in str(response.json())
+    response = client_for(cast.admin).patch(
+        site_url(cast.org, site.slug, "limits"), {"disk_mb": 3001}, format="json"
+    )
+    assert response.status_code == 400
+    assert "max_disk_mb is 3000" in str(response.json())

@@ -276,3 +276,15 @@ def test_tenant_cannot_reach_security_settings_through_the_site_model():
     field_names = {f.name for f in Site._meta.get_fields()}
     assert not field_names & (set(SECURITY_KEYS) | FORBIDDEN_KEYS | {"read_only", "storage_opt"})
     assert not set(services.EDITABLE_SITE_FIELDS) & (set(SECURITY_KEYS) | FORBIDDEN_KEYS)
+
+
+def test_a_persistent_volume_is_the_sites_own_and_only_at_data():
+    site = site_of("static")
+    site.persistent_volume = True
+    spec = spec_of(site)
+    assert spec["volumes"] == {site.volume_name: {"bind": "/data", "mode": "rw"}}
+    assert site.volume_name == f"hp-data-{site.pk}"
+    other = site_of("static")
+    other.persistent_volume = True
+    assert spec_of(other)["volumes"].keys() != spec["volumes"].keys()
+    assert spec["read_only"] is True  # the root stays read-only; /data alone is writable

@@ -1,11 +1,16 @@
+import uuid
+
 import pytest
 
 from hosting import deployments, services
-from hosting.models import DockerHost
+from hosting.models import DockerHost, Site
+from hosting.reconcile import converge_now
 from tests import caddy_proxies, docker_engines
 from tests.conftest import route_task
+from tests.docker_engines import free_port
 from tests.factories import make_org, make_user
 from tests.integration import processes
+from tests.integration.git_repos import Repo
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +90,32 @@ def proxied_host(docker_host) -> DockerHost:
     yield docker_host
     caddy_proxies.stop("1")
     caddy_proxies.forget("1")
+
+
+# --- deployments from git repositories (the task run_deployment goes to a list) ---
+
+
+@pytest.fixture
+def enqueued(monkeypatch) -> list[uuid.UUID]:
+    sent: list[str] = []
+    route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
+    return sent
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repo:
+    return Repo(tmp_path / "repo")
+
+
+@pytest.fixture
+def make_site(org, owner, docker_host, enqueued):
+    def make(repo: Repo, **fields) -> Site:
+        fields.setdefault("name", "Blog")
+        fields.setdefault("site_type", "static")
+        fields.setdefault("internal_port", free_port())
+        limits = fields.pop("limits", {"memory_mb": 64, "cpu_percent": 50})
+        return converge_now(
+            services.create_site(org, actor=owner, repository_url=repo.url, limits=limits, **fields)
+        )
+
+    return make

@@ -16,8 +16,8 @@ from hosting import deployments, services
 from hosting.reconcile import converge_now
 from tests.conftest import route_task
 from tests.docker_engines import free_port
+from tests.integration.git_repos import Repo
 from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
-    Repo,
     deploy_settings,
     served_dockerfile,
 )

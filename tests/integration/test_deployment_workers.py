@@ -27,10 +27,10 @@ from tests.conftest import route_task
 from tests.docker_engines import TEST_IMAGE
 from tests.factories import make_org
 from tests.integration import processes
+from tests.integration.git_repos import Repo
 from tests.integration.processes import send, start_worker, wait_until
 from tests.integration.test_deployments import (
     SERVE,
-    Repo,
     build_processes,
     dockerfile,
     engine_containers,

@@ -13,7 +13,6 @@ import http.client
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -41,7 +40,7 @@ from hosting.models import (
 )
 from hosting.reconcile import converge_now
 from tests.conftest import route_task
-from tests.docker_engines import TEST_IMAGE, free_port
+from tests.docker_engines import TEST_IMAGE
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -52,39 +51,6 @@ SLOW_BOOT = 'CMD ["sh", "-c", "sleep 2; exec httpd -f -p $PORT -h /www"]'
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-class Repo:
-    """A real git repository under tmp_path, reached by a file:// URL."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.mkdir(parents=True)
-        self.git("init", "-q", "-b", "main")
-
-    @property
-    def url(self) -> str:
-        return f"file://{self.path}"
-
-    def git(self, *args: str) -> str:
-        done = subprocess.run(
-            ["git", "-C", str(self.path), "-c", "user.email=t@t", "-c", "user.name=t", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-        return done.stdout.strip()
-
-    def commit(self, message: str, files: dict[str, str], remove: tuple[str, ...] = ()) -> str:
-        for name in remove:
-            (self.path / name).unlink()
-        for name, text in files.items():
-            (self.path / name).parent.mkdir(parents=True, exist_ok=True)
-            (self.path / name).write_text(text)
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        return self.git("rev-parse", "HEAD")
 
 
 def dockerfile(*lines: str) -> str:
@@ -211,32 +177,6 @@ def deploy_settings(settings):
     settings.DEPLOY_HEARTBEAT_SECONDS = 1
     settings.DEPLOY_BUILD_MEMORY_MB = 256
     return settings
-
-
-@pytest.fixture
-def enqueued(monkeypatch) -> list[uuid.UUID]:
-    sent: list[str] = []
-    route_task(monkeypatch, "run_deployment", lambda pk: sent.append(uuid.UUID(pk)))
-    return sent
-
-
-@pytest.fixture
-def repo(tmp_path) -> Repo:
-    return Repo(tmp_path / "repo")
-
-
-@pytest.fixture
-def make_site(org, owner, docker_host, enqueued):
-    def make(repo: Repo, **fields) -> Site:
-        fields.setdefault("name", "Blog")
-        fields.setdefault("site_type", "static")
-        fields.setdefault("internal_port", free_port())
-        limits = fields.pop("limits", {"memory_mb": 64, "cpu_percent": 50})
-        return converge_now(
-            services.create_site(org, actor=owner, repository_url=repo.url, limits=limits, **fields)
-        )
-
-    return make
 
 
 def deploy(site: Site, actor) -> tuple[str, Deployment]:

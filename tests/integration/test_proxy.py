@@ -28,8 +28,8 @@ from monitoring.models import TrafficSample
 from tests import caddy_proxies
 from tests.conftest import client_for
 from tests.docker_engines import free_port
+from tests.integration.git_repos import Repo
 from tests.integration.test_deployments import (  # noqa: F401  (fixtures)
-    Repo,
     deploy,
     deploy_settings,
     full_log,

@@ -370,7 +370,12 @@ def test_a_tick_of_many_containers_is_still_one_insert(cast, host, tree):
     assumption); hostpanel.db lets it use the library's real limit."""
     OrganizationQuota.objects.update_or_create(
         organization=cast.org,
-        defaults={"max_sites": 100, "max_memory_mb": 100_000, "max_cpu_percent": 100_000},
+        defaults={
+            "max_sites": 100,
+            "max_memory_mb": 100_000,
+            "max_cpu_percent": 100_000,
+            "max_disk_mb": 1_000_000,
+        },
     )
     for n, site in enumerate(make_sites(cast.org, 70), start=1):
         running_container(host, site, n)
@@ -505,6 +510,7 @@ def test_measure_disk_stores_sizes_in_one_transaction(cast, host, monkeypatch):
     monkeypatch.setattr(
         engine, "container_sizes", lambda h: {cid(1): 5 * MiB, cid(2): 0, cid(77): 1}
     )
+    monkeypatch.setattr(engine, "volume_sizes", lambda h: {})
 
     with CaptureQueriesContext(connection) as ctx:
         assert collectors.measure_disk(host) == 2
@@ -522,8 +528,22 @@ def test_disk_bytes_reach_the_next_sample(cast, host, tree, monkeypatch):
     running_container(host, make_site(cast.org), 1)
     tree.set(cid(1))
     monkeypatch.setattr(engine, "container_sizes", lambda h: {cid(1): 42 * MiB})
+    monkeypatch.setattr(engine, "volume_sizes", lambda h: {})
     collectors.measure_disk(host)
 
     collectors.collect_host(host)
 
     assert UsageSample.objects.get().disk_bytes == 42 * MiB
+
+
+def test_measure_disk_stores_each_sites_volume_size(cast, host, monkeypatch):
+    with_volume, without = make_sites(cast.org, 2)
+    monkeypatch.setattr(engine, "container_sizes", lambda h: {})
+    monkeypatch.setattr(
+        engine, "volume_sizes", lambda h: {with_volume.volume_name: 7 * MiB, "hp-data-x": 1}
+    )
+    assert collectors.measure_disk(host) == 1
+    with_volume.refresh_from_db()
+    without.refresh_from_db()
+    assert with_volume.volume_bytes == 7 * MiB and with_volume.volume_measured_at is not None
+    assert without.volume_bytes is None

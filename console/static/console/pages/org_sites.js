@@ -29,5 +29,6 @@ api(`organizations/${org}/quota/`).then((quota) => {
     ...line("Sites", use.sites, quota.max_sites),
     ...line("Memory", use.memory_mb, quota.max_memory_mb, " MB"),
     ...line("CPU", use.cpu_percent, quota.max_cpu_percent, " %"),
+    ...line("Disk", use.disk_mb, quota.max_disk_mb, " MB"),
     el("dt", {}, "Over the limit"), el("dd", {}, quota.over_limit_policy));
 }).catch((error) => { document.getElementById("quota").replaceChildren(el("dd", { class: "error" }, error.message)); });

@@ -24,5 +24,6 @@ api(`organizations/${encodeURIComponent(page.org.slug)}/quota/`).then((q) => {
   document.getElementById("quota").replaceChildren(
     el("dt", {}, "Memory"), el("dd", {}, `${fmt.number(q.usage.memory_mb)} of ${fmt.number(q.max_memory_mb)} MB reserved by all sites`),
     el("dt", {}, "CPU"), el("dd", {}, `${fmt.number(q.usage.cpu_percent)} of ${fmt.number(q.max_cpu_percent)} %`),
+    el("dt", {}, "Disk"), el("dd", {}, `${fmt.number(q.usage.disk_mb)} of ${fmt.number(q.max_disk_mb)} MB`),
     el("dt", {}, "Sites"), el("dd", {}, `${fmt.number(q.usage.sites)} of ${fmt.number(q.max_sites)}`));
 }).catch(() => {});
