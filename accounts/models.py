@@ -102,6 +102,22 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.label
 
 
+class TerminalAccess(models.TextChoices):
+    """Who may open a shell into the organization's sites' containers."""
+
+    OFF = "off", "Nobody (terminals off)"
+    OWNERS = "owners", "Owners"
+    ADMINS = "admins", "Admins and owners"
+    MEMBERS = "members", "Members, admins and owners"
+
+
+TERMINAL_ROLE = {
+    TerminalAccess.OWNERS: Role.OWNER,
+    TerminalAccess.ADMINS: Role.ADMIN,
+    TerminalAccess.MEMBERS: Role.MEMBER,
+}
+
+
 class OrganizationQuerySet(TenantQuerySet):
     organization_path = ""  # the row is the organization
 
@@ -115,6 +131,12 @@ class Organization(TimeStampedModel):
     is_active = models.BooleanField(default=True)
     is_personal = models.BooleanField(
         default=False, help_text="Created with a user for their own sites."
+    )
+    terminal_access = models.CharField(
+        max_length=8,
+        choices=TerminalAccess.choices,
+        default=TerminalAccess.ADMINS,
+        help_text="Who may open a shell into the sites' containers (owners change it).",
     )
 
     objects = OrganizationQuerySet.as_manager()

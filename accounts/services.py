@@ -27,6 +27,7 @@ from accounts.models import (
     RegistrationCode,
     Role,
     Scope,
+    TerminalAccess,
     User,
     role_at_least,
 )
@@ -35,7 +36,7 @@ from audit.services import diff, record, snapshot
 
 logger = logging.getLogger(__name__)
 USER_FIELDS = ("email", "display_name", "is_active", "is_staff", "is_superuser")
-ORGANIZATION_FIELDS = ("name", "slug", "is_active")
+ORGANIZATION_FIELDS = ("name", "slug", "is_active", "terminal_access")
 TOKEN_FIELDS = ("name", "prefix", "scopes", "organization", "expires_at", "revoked_at")
 
 
@@ -362,10 +363,14 @@ def purge_expired_codes() -> int:
 # --- organizations ------------------------------------------------------------------------
 
 
-def create_organization(*, actor: User, name: str, slug: str = "") -> Organization:
+def create_organization(
+    *, actor: User, name: str, slug: str = "", terminal_access: str = TerminalAccess.ADMINS
+) -> Organization:
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": "This field is required."})
+    if terminal_access not in TerminalAccess.values:
+        raise ValidationError({"terminal_access": "Choose off, owners, admins or members."})
     if slug:
         if slugify(slug) != slug:
             raise ValidationError(
@@ -374,7 +379,9 @@ def create_organization(*, actor: User, name: str, slug: str = "") -> Organizati
         if Organization.objects.filter(slug=slug).exists():
             raise ValidationError({"slug": "This slug is taken."})
     with transaction.atomic():
-        org = Organization.objects.create(name=name, slug=slug or _unique_slug(name))
+        org = Organization.objects.create(
+            name=name, slug=slug or _unique_slug(name), terminal_access=terminal_access
+        )
         Membership.objects.create(user=actor, organization=org, role=Role.OWNER)
         record(
             actions.ORGANIZATION_CREATE,
@@ -387,9 +394,18 @@ def create_organization(*, actor: User, name: str, slug: str = "") -> Organizati
 
 
 def update_organization(org: Organization, *, actor: User | None, **fields) -> Organization:
-    unknown = set(fields) - {"name", "slug"}
+    unknown = set(fields) - {"name", "slug", "terminal_access"}
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
+    if "terminal_access" in fields:
+        if fields["terminal_access"] not in TerminalAccess.values:
+            raise ValidationError({"terminal_access": "Choose off, owners, admins or members."})
+        if (
+            fields["terminal_access"] != org.terminal_access
+            and actor is not None
+            and role_of(actor, org) != Role.OWNER
+        ):
+            raise PermissionDenied("Only owners decide who may open terminals.")
     if "name" in fields and not str(fields["name"]).strip():
         raise ValidationError({"name": "This field may not be blank."})
     if "slug" in fields:

@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import render
 
-from accounts.models import Invitation, Organization
+from accounts.models import Invitation, Organization, TerminalAccess
 from accounts.secrets import keyed_hash
 from accounts.services import record_password_reset
 from console.abilities import abilities
@@ -22,6 +22,7 @@ SITE_SECTIONS = {
     "overview": "Overview",
     "deployments": "Deployments",
     "logs": "Logs",
+    "terminal": "Terminal",
     "usage": "Usage",
     "env": "Environment",
     "domains": "Domains",
@@ -63,6 +64,8 @@ def _page(request, template: str, *, org=None, site=None, section: str = "", **d
         "page_data": page,
         "org_sections": ORG_SECTIONS,
         "site_sections": SITE_SECTIONS,
+        "terminal_choices": TerminalAccess.choices,
+        "terminal_idle_minutes": max(1, settings.TERMINAL_IDLE_SECONDS // 60),
     }
     return render(request, f"console/{template}.html", context)
 

@@ -566,3 +566,34 @@ def volume_archive(host: DockerHost, site: Site, image: str) -> Iterator[bytes]:
             remove(host, helper)
 
     return chunks()
+
+
+# --- shells (the terminal) ---------------------------------------------------------------------
+
+# bash when the image has it, else the POSIX shell every image we run has.
+SHELL_COMMAND = ["sh", "-c", "command -v bash >/dev/null 2>&1 && exec bash -l || exec sh -l"]
+
+
+def open_shell(host: DockerHost, container_id: str, *, cols: int, rows: int) -> tuple[str, Any]:
+    """Start an interactive shell in a running container: (exec id, the raw socket of its
+    terminal). The shell has the container's own user and capabilities, nothing more."""
+    with engine_call(host):
+        api = client(host).api
+        exec_id = api.exec_create(
+            container_id,
+            SHELL_COMMAND,
+            stdin=True,
+            tty=True,
+            privileged=False,
+            environment={"TERM": "xterm-256color"},  # the size is the pty's (resize)
+        )["Id"]
+        sock = api.exec_start(exec_id, tty=True, socket=True)
+    raw = getattr(sock, "_sock", sock)
+    with contextlib.suppress(DockerException, requests.RequestException):
+        resize_shell(host, exec_id, cols=cols, rows=rows)
+    return exec_id, raw
+
+
+def resize_shell(host: DockerHost, exec_id: str, *, cols: int, rows: int) -> None:
+    with engine_call(host):
+        client(host).api.exec_resize(exec_id, height=rows, width=cols)

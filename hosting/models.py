@@ -754,3 +754,29 @@ class DiscoveredHost(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.source})"
+
+
+class TerminalTicket(models.Model):
+    """A single-use pass for one user into a shell of one container, good for a few seconds
+    (hosting/terminals.py). Only a keyed hash of it is stored; the socket spends it."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="terminal_tickets")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="+")
+    docker_id = models.CharField(max_length=64)
+    container_name = models.CharField(max_length=255)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["expires_at"], name="terminal_ticket_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"terminal ticket of {self.user_id} for {self.container_name}"

@@ -8,7 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import caddy, deployments, proxy, reconcile, services, sync, volumes
+from hosting import caddy, deployments, proxy, reconcile, services, sync, terminals, volumes
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.claims import claim
@@ -144,6 +144,11 @@ def reap_deployments() -> dict:
         "hosting.reap_deployments", ttl=timedelta(minutes=2), min_interval=timedelta(seconds=45)
     ) as mine:
         return deployments.reap() if mine else {}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def purge_terminal_tickets() -> int:
+    return terminals.purge_tickets()
 
 
 @shared_task(acks_late=True, ignore_result=True)

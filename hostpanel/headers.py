@@ -5,6 +5,27 @@ browser features."""
 
 from __future__ import annotations
 
+import functools
+from urllib.parse import urlsplit
+
+from django.conf import settings
+
+
+def content_security_policy() -> str:
+    """The policy, with the terminal's WebSocket allowed when it has an origin of its own
+    (TERMINAL_URL on another port or host; a relative one is 'self')."""
+    return _policy_for(settings.TERMINAL_URL)
+
+
+@functools.lru_cache(maxsize=4)
+def _policy_for(terminal_url: str) -> str:
+    terminal = urlsplit(terminal_url)
+    connect = "connect-src 'self'"
+    if terminal.scheme in ("ws", "wss") and terminal.netloc:
+        connect += f" {terminal.scheme}://{terminal.netloc}"
+    return CONTENT_SECURITY_POLICY.replace("connect-src 'self'", connect)
+
+
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'self'",
@@ -29,7 +50,7 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
         response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         response.headers.setdefault("X-Permitted-Cross-Domain-Policies", "none")

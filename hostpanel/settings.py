@@ -361,6 +361,7 @@ CELERY_BEAT_SCHEDULE = {
     "reap-deployments": _every(60, "hosting.tasks.reap_deployments"),
     "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
     "purge-deleted-volumes": _every(3600, "hosting.tasks.purge_deleted_volumes"),
+    "purge-terminal-tickets": _every(600, "hosting.tasks.purge_terminal_tickets"),
     "seal-audit-chain": _every(60, "audit.tasks.seal_audit_chain"),
     "audit-chain-head": _every(24 * 3600, "audit.tasks.write_audit_chain_head"),
 }
@@ -430,6 +431,12 @@ DEPLOY_LOG_RETENTION_DAYS = env.int("DEPLOY_LOG_RETENTION_DAYS", default=90)
 DEPLOY_ALLOW_FILE_REPOSITORIES = env.bool("DEPLOY_ALLOW_FILE_REPOSITORIES", default=False)
 # Host ports given to site containers in host network mode (two per site during a deploy).
 SITE_PORT_RANGE = (env.int("SITE_PORT_MIN", default=20000), env.int("SITE_PORT_MAX", default=29999))
+# Terminals (hosting/terminals.py, the socket in hostpanel/asgi.py served by uvicorn).
+TERMINAL_TICKET_SECONDS = env.int("TERMINAL_TICKET_SECONDS", default=30)
+TERMINAL_IDLE_SECONDS = env.int("TERMINAL_IDLE_SECONDS", default=900)
+TERMINAL_URL = env.str("TERMINAL_URL", default="ws://127.0.0.1:8001/ws/terminal/")
+# Pages allowed to open the socket (Origin): the panel's own, and these.
+TERMINAL_ALLOWED_ORIGINS = env.list("TERMINAL_ALLOWED_ORIGINS", default=[])
 # A deleted site's /data volume is kept this long (an undo window), then removed.
 VOLUME_RETENTION_HOURS = env.int("VOLUME_RETENTION_HOURS", default=168)
 # Quotas a new organization starts with; staff change them per organization.

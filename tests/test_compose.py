@@ -242,13 +242,14 @@ def _published_host_ips(port):
     return parts[0] if len(parts) == 3 else None
 
 
-def test_only_web_publishes_a_port_and_only_on_loopback(services):
-    web_ports = services["web"].get("ports", [])
-    assert web_ports, "web publishes no port"
-    for port in web_ports:
-        assert _published_host_ips(port) == "127.0.0.1", port
+def test_only_web_and_the_terminal_publish_a_port_and_only_on_loopback(services):
+    for name in ("web", "terminal"):  # the TLS proxy in front reaches them there
+        ports = services[name].get("ports", [])
+        assert ports, f"{name} publishes no port"
+        for port in ports:
+            assert _published_host_ips(port) == "127.0.0.1", port
     for name, service in services.items():
-        if name != "web":
+        if name not in ("web", "terminal"):
             assert not service.get("ports"), f"{name} publishes ports"
     # Caddy listens on the host's network: its ports are the Docker host's proxy settings.
 

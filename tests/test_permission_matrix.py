@@ -36,6 +36,7 @@ class Rule:
     kind: str  # public, user, session, own, staff, org
     role: str = Role.VIEWER  # the least role, for org routes
     scope: str = ""  # the token scope it needs beyond read/write
+    session_only: bool = False  # an org route tokens cannot use
 
 
 PUBLIC, USER, SESSION, OWN, STAFF = (Rule(k) for k in ("public", "user", "session", "own", "staff"))
@@ -90,6 +91,8 @@ PERMISSIONS: dict[str, dict[str, Rule]] = {
     "site-detail": {"GET": V, "PATCH": M, "DELETE": OWNERS},
     "site-logs": {"GET": V},
     "site-volume-archive": {"GET": Rule("org", Role.ADMIN, scope="secrets:read")},
+    # admins by the organization's terminal_access default; the site has no running container
+    "site-terminal": {"POST": Rule("org", Role.ADMIN, session_only=True)},
     "site-restart": {"POST": M},
     "site-start": {"POST": M},
     "site-stop": {"POST": M},
@@ -151,6 +154,8 @@ def expected(rule: Rule, caller: str, method: str) -> str | int:
     is_token = caller.endswith("_token") or caller == "token_of_another_org"
     if rule.kind == "session":
         return 403 if is_token else ALLOWED
+    if rule.session_only and is_token:  # refused before the object is looked up
+        return 403
     if rule.kind == "own_session":
         return 403 if is_token else ALLOWED if caller == "owner" else 404
     if caller == "read_only_token" and (method != "GET" or rule.scope):

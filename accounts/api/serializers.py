@@ -68,7 +68,16 @@ class OrganizationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Organization
-        fields = ["id", "name", "slug", "is_personal", "role", "created_at", "updated_at"]
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "is_personal",
+            "terminal_access",
+            "role",
+            "created_at",
+            "updated_at",
+        ]
         read_only_fields = ["id", "is_personal", "role", "created_at", "updated_at"]
 
     def get_role(self, org: Organization) -> str | None:

@@ -340,3 +340,10 @@ class EnvironmentVariableRevealSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     key = serializers.CharField()
     value = serializers.CharField()
+
+
+class TerminalTicketSerializer(serializers.Serializer):
+    ticket = serializers.CharField(help_text="Shown once; spent by the socket's first frame.")
+    url = serializers.CharField(help_text="The terminal's WebSocket.")
+    expires_at = serializers.DateTimeField()
+    container = serializers.CharField()

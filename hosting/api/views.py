@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from accounts.models import Role, Scope
 from hosting import docker as engine
-from hosting import reconcile, services, volumes
+from hosting import reconcile, services, terminals, volumes
 from hosting.api import serializers as s
 from hosting.api.filters import (
     ContainerFilterSet,
@@ -65,7 +65,9 @@ class SiteViewSet(
     lookup_field = "slug"
     lookup_url_kwarg = "site_slug"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    minimum_roles = {"destroy": Role.OWNER, "volume_archive": Role.ADMIN}
+    # terminal: the organization's terminal_access decides beyond this (hosting/terminals.py)
+    minimum_roles = {"destroy": Role.OWNER, "volume_archive": Role.ADMIN, "terminal": Role.MEMBER}
+    session_only_actions = ("terminal",)
     # The files may hold anything the app keeps (its database, its keys): as a secret.
     required_scopes = {"volume_archive": Scope.SECRETS_READ}
 
@@ -178,6 +180,22 @@ class SiteViewSet(
         name = f"{site.organization.slug}-{site.slug}-data-{stamp}.tar"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
+
+    @extend_schema(request=None, responses={201: s.TerminalTicketSerializer})
+    @action(detail=True, methods=["post"])
+    def terminal(self, request, *args, **kwargs):
+        """A single-use ticket (TERMINAL_TICKET_SECONDS) for a shell in the site's serving
+        container, for the signed-in caller only: open `url` (a WebSocket) from the panel's
+        page and send `{"ticket": ...}` first. Who may is the organization's
+        `terminal_access` (admins and owners unless its owners chose otherwise)."""
+        ticket, raw = terminals.issue_ticket(self.get_object(), user=request.user)
+        body = {
+            "ticket": raw,
+            "url": settings.TERMINAL_URL,
+            "expires_at": ticket.expires_at,
+            "container": ticket.container_name,
+        }
+        return Response(s.TerminalTicketSerializer(body).data, status=status.HTTP_201_CREATED)
 
 
 def ns_to_datetime(ns: int) -> datetime:
