@@ -54,6 +54,8 @@ PHRASES = {
     "deployment.progress": "moved deployment {target} on",
     "webhook.rotate": "set a new webhook secret for {target}",
     "webhook.rejected": "refused a webhook delivery for {target}",
+    "port_forward.add": "forwarded a TCP port to {target}",
+    "port_forward.remove": "removed a TCP port forward of {target}",
     "terminal.open": "opened a terminal in {target}",
     "terminal.close": "closed a terminal in {target}",
     "site.volume_download": "downloaded the /data volume of {target}",

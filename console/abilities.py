@@ -12,6 +12,7 @@ from hosting.api.deployments.webhooks import SiteWebhookViewSet
 from hosting.api.views import (
     DomainViewSet,
     EnvironmentVariableViewSet,
+    PortForwardViewSet,
     ResourceLimitViewSet,
     ShareLinkViewSet,
     SiteViewSet,
@@ -36,6 +37,7 @@ ABILITIES = {
     "env.reveal": (EnvironmentVariableViewSet, "reveal", "POST"),
     "domain.write": (DomainViewSet, "create", "POST"),
     "limits.update": (ResourceLimitViewSet, "partial_update", "PATCH"),
+    "ports.manage": (PortForwardViewSet, "create", "POST"),
     "deploy": (DeploymentViewSet, "create", "POST"),
     "webhook.rotate": (SiteWebhookViewSet, "rotate", "POST"),
     "share.manage": (ShareLinkViewSet, "create", "POST"),

@@ -26,6 +26,7 @@ SITE_SECTIONS = {
     "usage": "Usage",
     "env": "Environment",
     "domains": "Domains",
+    "ports": "TCP ports",
     "limits": "Limits",
     "settings": "Settings",
     "webhook": "Git webhook",

@@ -12,7 +12,7 @@ import shlex
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -292,10 +292,14 @@ def container_spec(
     port: int | None = None,
     image: str = "",
     extra_labels: dict[str, str] | None = None,
+    forwards: Sequence[tuple[int, int]] = (),
 ) -> dict[str, Any]:
     """The keyword arguments for `containers.create` of this site on this host.
 
     `image` overrides the site's (a deployment's build); the app listens on `port` ($PORT).
+    `forwards` are (container port, public port) pairs published on the host's public
+    address: by the engine on a bridge or named network; with host networking the app
+    listens there itself, told by $TCP_PORT_<container port> and $PUBLIC_HOST.
     """
     port = port or site.internal_port
     if image:
@@ -312,6 +316,13 @@ def container_spec(
     # HOST tells an app which address to bind; with host networking that is the host's own.
     bind = host.address if host.network_mode == "host" else "0.0.0.0"  # noqa: S104
     environment = {**env, "PORT": str(port), "HOST": bind, "HOSTPANEL_SITE": site.slug}
+    public = host.public_address or host.address
+    if forwards:
+        environment["PUBLIC_HOST"] = public
+        for inside, outside in forwards:
+            environment[f"TCP_PORT_{inside}"] = str(
+                outside if host.network_mode == "host" else inside
+            )
     spec: dict[str, Any] = {
         "image": image,
         "command": shlex.split(command) if command else None,
@@ -346,6 +357,8 @@ def container_spec(
         # On a bridge or named network the port is published on the host's address only:
         # the proxy reaches it there; nothing listens on the machine's other interfaces.
         spec["ports"] = {f"{port}/tcp": (host.address, port)}
+        for inside, outside in forwards:
+            spec["ports"][f"{inside}/tcp"] = (public, outside)
     if host.supports_disk_quota:
         spec["storage_opt"] = {"size": f"{limits.disk_mb}M"}
     return spec

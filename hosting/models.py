@@ -62,6 +62,11 @@ class DockerHost(TimeStampedModel):
         default="127.0.0.1",
         help_text="Where the panel reaches sites on this host (health checks).",
     )
+    public_address = models.GenericIPAddressField(
+        null=True,
+        blank=True,
+        help_text="Where sites' TCP port forwards are published (blank: address).",
+    )
     network_mode = models.CharField(
         max_length=64,
         default="none",
@@ -370,6 +375,9 @@ class OrganizationQuota(TimeStampedModel):
     max_cpu_percent = models.PositiveIntegerField(default=400)
     max_disk_mb = models.PositiveIntegerField(
         default=20480, help_text="Sum of the sites' disk_mb (writable layer and /data volume)."
+    )
+    max_port_forwards = models.PositiveIntegerField(
+        default=2, help_text="TCP ports its sites may publish on their hosts' public address."
     )
     over_limit_policy = models.CharField(
         max_length=10,
@@ -780,3 +788,44 @@ class TerminalTicket(models.Model):
 
     def __str__(self) -> str:
         return f"terminal ticket of {self.user_id} for {self.container_name}"
+
+
+class PortForward(models.Model):
+    """A container's TCP port published on its host's public address (for databases, game
+    servers), from the host's pool (PORT_FORWARD_MIN..MAX): one public port per host."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="port_forwards")
+    host = models.ForeignKey(DockerHost, on_delete=models.CASCADE, related_name="port_forwards")
+    container_port = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    public_port = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["public_port"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["host", "public_port"],
+                name="hosting_portforward_unique_public_port",
+                violation_error_message="This public port is taken on the host.",
+            ),
+            models.UniqueConstraint(
+                fields=["site", "container_port"],
+                name="hosting_portforward_unique_container_port",
+                violation_error_message="This container port is forwarded already.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.public_port} -> {self.site}:{self.container_port}"
+
+    @property
+    def address(self) -> str:
+        return self.host.public_address or self.host.address

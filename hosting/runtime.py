@@ -98,6 +98,7 @@ def run_container(
         port=port,
         image=image or site.deployed_image,
         extra_labels=extra,
+        forwards=list(site.port_forwards.values_list("container_port", "public_port")),
     )
     # Marks the site as having (maybe) a container before there is one, so the reconciler
     # looks for a labelled orphan after a crash between the create and the row below.

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -105,12 +105,14 @@ QUOTA_FIELDS = (
     "max_memory_mb",
     "max_cpu_percent",
     "max_disk_mb",
+    "max_port_forwards",
     "over_limit_policy",
 )
 HOST_FIELDS = (
     "name",
     "endpoint",
     "address",
+    "public_address",
     "status",
     "network_mode",
     "labels",
@@ -248,11 +250,13 @@ def usage_of(org: Organization, exclude_site: Site | None = None) -> dict[str, i
         cpu=Coalesce(Sum("cpu_percent"), 0),
         disk=Coalesce(Sum("disk_mb"), 0),
     )
+    counts = sites.aggregate(sites=Count("pk", distinct=True), forwards=Count("port_forwards"))
     return {
-        "sites": sites.count(),
+        "sites": counts["sites"],
         "memory_mb": totals["memory"],
         "cpu_percent": totals["cpu"],
         "disk_mb": totals["disk"],
+        "port_forwards": counts["forwards"],
     }
 
 
@@ -476,7 +480,7 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}
 
 
-def _lock_site(site: Site) -> Site:
+def lock_site(site: Site) -> Site:
     site = (
         Site.objects.select_for_update(of=("self",))
         .select_related("organization", "host", "limits")
@@ -489,7 +493,7 @@ def _lock_site(site: Site) -> Site:
 
 def start_site(site: Site, *, actor: User | None) -> Site:
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         _want(site, actions.SITE_START, actor, desired_state=DesiredState.RUNNING)
     return site
 
@@ -498,7 +502,7 @@ def put_to_sleep(site: Site) -> bool:
     """An idle site sleeps: its container stops until a visit wakes it (the reconciler
     stops it). False when it is no longer a running, awake site that sleeps."""
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         if (
             site.asleep_since is not None
             or site.desired_state != DesiredState.RUNNING
@@ -513,7 +517,7 @@ def wake_site(site: Site) -> bool:
     """A visit to a sleeping site: the reconciler starts its container again. False when it
     was not asleep (a second visitor, meanwhile)."""
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         if site.asleep_since is None:
             return False
         _want(site, actions.SITE_WAKE, None, asleep_since=None)
@@ -522,7 +526,7 @@ def wake_site(site: Site) -> bool:
 
 def stop_site(site: Site, *, actor: User | None) -> Site:
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         _want(site, actions.SITE_STOP, actor, desired_state=DesiredState.STOPPED)
     return site
 
@@ -530,7 +534,7 @@ def stop_site(site: Site, *, actor: User | None) -> Site:
 def restart_site(site: Site, *, actor: User | None) -> Site:
     """Restart; a site whose configuration changed gets a new container with it."""
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         _want(
             site,
             actions.SITE_RESTART,
@@ -554,6 +558,8 @@ def delete_site(site: Site, *, actor: User | None) -> Site:
             raise ValidationError({"site": "This site is already deleted."})
         released = list(site.domains.values_list("hostname", flat=True))
         site.domains.all().delete()
+        ports = list(site.port_forwards.values_list("public_port", flat=True))
+        site.port_forwards.all().delete()
         _want(
             site,
             actions.SITE_DELETE,
@@ -569,6 +575,14 @@ def delete_site(site: Site, *, actor: User | None) -> Site:
                 target=site,
                 changes={"released": released},
             )
+        if ports:
+            record(
+                actions.PORT_FORWARD_REMOVE,
+                actor=actor,
+                organization=site.organization,
+                target=site,
+                changes={"released": ports, "host": site.host.name},
+            )
     return site
 
 
@@ -578,7 +592,7 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
     if unknown:
         raise ValidationError(dict.fromkeys(unknown, "This field cannot be changed."))
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         limits = ResourceLimit.objects.select_for_update().get(site=site)
         before = snapshot(limits, LIMIT_FIELDS)
         for name, value in fields.items():
@@ -612,7 +626,7 @@ def add_domain(site: Site, *, actor: User | None, hostname: str, **fields) -> Do
     if hostname == base or hostname.endswith("." + base):
         raise ValidationError({"hostname": f"Names under {base} are the platform's own."})
     with transaction.atomic():
-        site = _lock_site(site)
+        site = lock_site(site)
         has_any = site.domains.exists()
         domain = Domain(
             organization=site.organization,

@@ -439,10 +439,16 @@ TERMINAL_URL = env.str("TERMINAL_URL", default="ws://127.0.0.1:8001/ws/terminal/
 TERMINAL_ALLOWED_ORIGINS = env.list("TERMINAL_ALLOWED_ORIGINS", default=[])
 # A deleted site's /data volume is kept this long (an undo window), then removed.
 VOLUME_RETENTION_HOURS = env.int("VOLUME_RETENTION_HOURS", default=168)
+# Public TCP ports for sites' port forwards, per host (hosting/forwards.py).
+PORT_FORWARD_RANGE = (
+    env.int("PORT_FORWARD_MIN", default=40000),
+    env.int("PORT_FORWARD_MAX", default=40999),
+)
 # Quotas a new organization starts with; staff change them per organization.
 DEFAULT_QUOTA = {
     "max_sites": env.int("QUOTA_MAX_SITES", default=10),
     "max_memory_mb": env.int("QUOTA_MAX_MEMORY_MB", default=4096),
     "max_cpu_percent": env.int("QUOTA_MAX_CPU_PERCENT", default=400),
     "max_disk_mb": env.int("QUOTA_MAX_DISK_MB", default=20480),
+    "max_port_forwards": env.int("QUOTA_MAX_PORT_FORWARDS", default=2),
 }

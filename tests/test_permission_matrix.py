@@ -20,7 +20,7 @@ from accounts import services as accounts
 from accounts.models import ROLE_RANK, Role, UserSession
 from audit.models import AuditLog
 from hosting import services
-from hosting.models import Container, Domain, EnvironmentVariable, Site
+from hosting.models import Container, Domain, EnvironmentVariable, PortForward, Site
 from hostpanel.api import urls as api_urls
 from notifications import services as notifications
 from tests.conftest import client_for
@@ -100,6 +100,8 @@ PERMISSIONS: dict[str, dict[str, Rule]] = {
     "domain-detail": {"GET": V, "PATCH": A, "DELETE": A},
     "domain-verify": {"POST": A},
     "env-list": {"GET": V, "POST": M},
+    "portforward-list": {"GET": V, "POST": A},
+    "portforward-detail": {"GET": V, "DELETE": A},
     "env-detail": {"GET": V, "PATCH": M, "DELETE": M},
     "env-reveal": {"POST": A},
     "container-list": {"GET": V},
@@ -219,6 +221,9 @@ def world(cast, settings, monkeypatch, sent_tasks):
     }
     domain = services.add_domain(site, actor=None, hostname="www.example.com")
     var = services.set_env(site, actor=None, key="API_KEY", value="x", is_secret=True)
+    forward = PortForward.objects.create(
+        organization=cast.org, site=site, host=site.host, container_port=5432, public_port=40000
+    )
     container = Container.objects.create(
         host=site.host, site=site, docker_id="c1", name="web-1", image="x", state="exited",
         port=31000, created=timezone.now(),
@@ -251,6 +256,7 @@ def world(cast, settings, monkeypatch, sent_tasks):
         "auditlog": AuditLog.objects.filter(organization=cast.org).first().pk,
         "domain": domain.pk,
         "env": var.pk,
+        "portforward": forward.pk,
         "container": container.pk,
         "sharelink": link.pk,
         "deployment": deployment.pk,

@@ -1,7 +1,15 @@
 import django_filters
 from django.db.models import Q
 
-from hosting.models import Container, DockerHost, Domain, EnvironmentVariable, Site, SiteTemplate
+from hosting.models import (
+    Container,
+    DockerHost,
+    Domain,
+    EnvironmentVariable,
+    PortForward,
+    Site,
+    SiteTemplate,
+)
 
 
 class SiteFilterSet(django_filters.FilterSet):
@@ -26,6 +34,12 @@ class DomainFilterSet(django_filters.FilterSet):
     class Meta:
         model = Domain
         fields = ["is_primary", "ssl_enabled", "is_cloudflare"]
+
+
+class PortForwardFilterSet(django_filters.FilterSet):
+    class Meta:
+        model = PortForward
+        fields = ["container_port", "public_port"]
 
 
 class EnvironmentVariableFilterSet(django_filters.FilterSet):

@@ -10,6 +10,7 @@ from hosting.models import (
     Domain,
     EnvironmentVariable,
     OrganizationQuota,
+    PortForward,
     ResourceLimit,
     ShareLink,
     Site,
@@ -208,6 +209,7 @@ class QuotaSerializer(serializers.ModelSerializer):
                 "memory_mb": {"type": "integer"},
                 "cpu_percent": {"type": "integer"},
                 "disk_mb": {"type": "integer"},
+                "port_forwards": {"type": "integer"},
             },
         }
     )
@@ -245,6 +247,7 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "name",
             "endpoint",
             "address",
+            "public_address",
             "tls_ca_cert",
             "tls_client_cert",
             "tls_client_key",
@@ -347,3 +350,13 @@ class TerminalTicketSerializer(serializers.Serializer):
     url = serializers.CharField(help_text="The terminal's WebSocket.")
     expires_at = serializers.DateTimeField()
     container = serializers.CharField()
+
+
+class PortForwardSerializer(serializers.ModelSerializer):
+    address = serializers.CharField(read_only=True, help_text="The host's public address.")
+    host = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = PortForward
+        fields = ["id", "container_port", "public_port", "address", "host", "created_at"]
+        read_only_fields = ["id", "public_port", "address", "host", "created_at"]

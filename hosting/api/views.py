@@ -14,13 +14,14 @@ from rest_framework.response import Response
 
 from accounts.models import Role, Scope
 from hosting import docker as engine
-from hosting import reconcile, services, terminals, volumes
+from hosting import forwards, reconcile, services, terminals, volumes
 from hosting.api import serializers as s
 from hosting.api.filters import (
     ContainerFilterSet,
     DockerHostFilterSet,
     DomainFilterSet,
     EnvironmentVariableFilterSet,
+    PortForwardFilterSet,
     SiteFilterSet,
     SiteTemplateFilterSet,
 )
@@ -30,6 +31,7 @@ from hosting.models import (
     DockerHost,
     Domain,
     EnvironmentVariable,
+    PortForward,
     ReconcileStatus,
     ResourceLimit,
     ShareLink,
@@ -305,6 +307,37 @@ class DomainViewSet(
     def verify(self, request, *args, **kwargs):
         domain = services.verify_domain(self.get_object(), actor=request.user, resolver=resolve_txt)
         return Response(self.get_serializer(domain).data)
+
+
+class PortForwardViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    SiteScopedMixin,
+    viewsets.GenericViewSet,
+):
+    """TCP ports of the site's container published on its host's public address (admins
+    manage, within the organization's max_port_forwards). Adding or removing one restarts a
+    running site with a container that publishes the new set."""
+
+    queryset = PortForward.objects.select_related("host")
+    serializer_class = s.PortForwardSerializer
+    filterset_class = PortForwardFilterSet
+    ordering_fields = ["public_port", "container_port", "created_at"]
+    http_method_names = ["get", "post", "delete", "head", "options"]
+    minimum_roles = {"create": Role.ADMIN, "destroy": Role.ADMIN}
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        forward = forwards.add(self.site, actor=request.user, **serializer.validated_data)
+        reconcile.converge_now(self.site)
+        return Response(self.get_serializer(forward).data, status=status.HTTP_201_CREATED)
+
+    def perform_destroy(self, instance):
+        forwards.remove(instance, actor=self.request.user)
+        reconcile.converge_now(self.site)
 
 
 class EnvironmentVariableViewSet(

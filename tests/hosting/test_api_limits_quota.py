@@ -217,7 +217,13 @@ def test_quota_shows_limits_and_usage(cast):
     body = response.json()
     assert (body["max_sites"], body["max_memory_mb"]) == (5, 2048)
     # disk: the seed's default disk_mb (1024) of each live site
-    assert body["usage"] == {"sites": 2, "memory_mb": 384, "cpu_percent": 75, "disk_mb": 2048}
+    assert body["usage"] == {
+        "sites": 2,
+        "memory_mb": 384,
+        "cpu_percent": 75,
+        "disk_mb": 2048,
+        "port_forwards": 0,
+    }
 
 
 def test_quota_of_a_new_organization_uses_the_defaults(cast, settings):
@@ -226,7 +232,13 @@ def test_quota_of_a_new_organization_uses_the_defaults(cast, settings):
     body = response.json()
     assert body["max_sites"] == settings.DEFAULT_QUOTA["max_sites"]
     assert body["max_disk_mb"] == settings.DEFAULT_QUOTA["max_disk_mb"]
-    assert body["usage"] == {"sites": 0, "memory_mb": 0, "cpu_percent": 0, "disk_mb": 0}
+    assert body["usage"] == {
+        "sites": 0,
+        "memory_mb": 0,
+        "cpu_percent": 0,
+        "disk_mb": 0,
+        "port_forwards": 0,
+    }
 
 
 @pytest.mark.parametrize("who", ["outsider", "other_owner"])
