@@ -52,7 +52,9 @@ from accounts import services as accounts
 from hosting import services
 user = accounts.create_user(email="runner@example.test", password=None)
 org = accounts.create_organization(actor=user, name="Bench", slug="bench")
-services.update_quota(org, actor=None, max_sites=100, max_memory_mb=100000, max_cpu_percent=6400)
+services.update_quota(
+    org, actor=None, max_sites=100, max_memory_mb=100000, max_cpu_percent=6400, max_disk_mb=10**9
+)
 services.create_host(actor=None, name="idle", endpoint="unix:///nonexistent.sock")
 for n in range(50):
     services.create_site(org, actor=user, name=f"Site {n}", site_type="docker",

@@ -26,7 +26,7 @@ def test_the_site_list_with_500_sites_fills_within_300_ms(browse):
     owner = make_user("olive@example.test")
     org = make_org(owner, "Acme", slug="acme")
     OrganizationQuota.objects.filter(organization=org).update(
-        max_sites=SITES + 10, max_memory_mb=10**7, max_cpu_percent=10**7
+        max_sites=SITES + 10, max_memory_mb=10**7, max_cpu_percent=10**7, max_disk_mb=10**9
     )
     services.create_host(actor=None, name="idle", endpoint="unix:///nonexistent/docker.sock")
     for n in range(SITES):

@@ -9,6 +9,9 @@ never rendered.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -17,7 +20,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html
 
 from accounts.models import Organization
-from hosting import deployments, queue, reconcile, services
+from hosting import deployments, discovery, queue, reconcile, services
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -98,6 +101,10 @@ class DockerHostAdmin(HostingAdmin):
     fieldsets = (
         (None, {"fields": ("name", "endpoint", "status", "network_mode", "labels")}),
         (
+            "Addresses",
+            {"fields": ("address", "public_address")},
+        ),
+        (
             "TLS (tcp:// endpoints)",
             {"fields": ("tls_ca_cert", "tls_client_cert", "tls_client_key")},
         ),
@@ -127,7 +134,7 @@ class DockerHostAdmin(HostingAdmin):
         )
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets[:3] if obj is None else self.fieldsets
+        return self.fieldsets[:4] if obj is None else self.fieldsets
 
     @admin.display(description="memory", ordering="memory_bytes")
     def memory(self, obj):
@@ -531,14 +538,41 @@ class EnvironmentVariableAdmin(ViewOnlyAdmin):
 
 @admin.register(DiscoveredHost)
 class DiscoveredHostAdmin(ViewOnlyAdmin):
-    """Candidates from the discovery providers; `manage.py approve_host` approves one."""
+    """Candidates from the discovery providers (found every HOST_DISCOVERY_INTERVAL_SECONDS,
+    or by `manage.py discover_hosts`). Approving one enrols a tcp:// engine with the panel's
+    CA (its files go to HOST_CA_DIR/bundles/<name>/; it stays pending until trust_host with
+    the code) or adds an ssh:// one; nothing else can be approved."""
 
+    actions = ("approve_hosts",)
     list_display = ("name", "endpoint", "source", "last_seen_at", "approved_at", "host")
     list_filter = ("source",)
     search_fields = ("name", "endpoint", "external_id")
     list_select_related = ("host",)
     fields = ("name", "endpoint", "address", "source", "external_id", "first_seen_at",
               "last_seen_at", "approved_at", "host")  # fmt: skip
+
+    def has_approve_permission(self, request):
+        return request.user.has_perm("hosting.add_dockerhost")
+
+    @admin.action(description="Approve selected hosts", permissions=["approve"])
+    def approve_hosts(self, request, queryset):
+        for row in queryset:
+            bundle = Path(settings.HOST_CA_DIR) / "bundles" / row.name
+            try:
+                host, code = discovery.approve(row, actor=request.user, bundle_dir=bundle)
+            except ValidationError as exc:
+                self.message_user(request, f"{row}: {'; '.join(exc.messages)}", messages.ERROR)
+                continue
+            if code:
+                self.message_user(
+                    request,
+                    f"{host}: enrolled, pending trust. Copy {bundle} to the host, start dockerd "
+                    f"with it, then run trust_host {host.name} {code} (the code must match "
+                    "the certificate's fingerprint read on the host).",
+                    messages.SUCCESS,
+                )
+            else:
+                self.message_user(request, f"{host}: added ({host.endpoint}).", messages.SUCCESS)
 
 
 @admin.register(Container)

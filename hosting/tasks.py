@@ -8,7 +8,17 @@ from datetime import timedelta
 from celery import shared_task
 from django.conf import settings
 
-from hosting import caddy, deployments, proxy, reconcile, services, sync, terminals, volumes
+from hosting import (
+    caddy,
+    deployments,
+    discovery,
+    proxy,
+    reconcile,
+    services,
+    sync,
+    terminals,
+    volumes,
+)
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
 from hostpanel.claims import claim
@@ -144,6 +154,22 @@ def reap_deployments() -> dict:
         "hosting.reap_deployments", ttl=timedelta(minutes=2), min_interval=timedelta(seconds=45)
     ) as mine:
         return deployments.reap() if mine else {}
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def discover_hosts() -> dict[str, int]:
+    """Ask the configured discovery providers for candidates (none configured: nothing)."""
+    if not settings.HOST_DISCOVERY_PROVIDERS:
+        return {}
+    interval = timedelta(seconds=settings.HOST_DISCOVERY_INTERVAL_SECONDS)
+    with claim("hosting.discover_hosts", ttl=interval, min_interval=interval * 0.8) as mine:
+        if not mine:
+            return {}
+        try:
+            return discovery.discover()
+        except discovery.DiscoveryError as exc:
+            log.warning("host discovery: %s", exc)
+            return {}
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -285,6 +285,7 @@ HOST_CA_DIR = env.str("HOST_CA_DIR", default=str(VAR_DIR / "host-ca"))
 # Host discovery (hosting/discovery.py): candidates wait for staff approval.
 HOST_DISCOVERY_PROVIDERS = env.list("HOST_DISCOVERY_PROVIDERS", default=[])
 HOST_DISCOVERY_FILE = env.str("HOST_DISCOVERY_FILE", default=str(VAR_DIR / "hosts.json"))
+HOST_DISCOVERY_INTERVAL_SECONDS = env.int("HOST_DISCOVERY_INTERVAL_SECONDS", default=600)
 CLOUDFLARE_ACCOUNT_ID = env.str("CLOUDFLARE_ACCOUNT_ID", default="")
 CLOUDFLARE_API_TOKEN = env.str("CLOUDFLARE_API_TOKEN", default="")
 CLOUDFLARE_API_URL = env.str("CLOUDFLARE_API_URL", default="https://api.cloudflare.com/client/v4")
@@ -362,6 +363,7 @@ CELERY_BEAT_SCHEDULE = {
     "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
     "purge-deleted-volumes": _every(3600, "hosting.tasks.purge_deleted_volumes"),
     "purge-terminal-tickets": _every(600, "hosting.tasks.purge_terminal_tickets"),
+    "discover-hosts": _every(HOST_DISCOVERY_INTERVAL_SECONDS, "hosting.tasks.discover_hosts"),
     "seal-audit-chain": _every(60, "audit.tasks.seal_audit_chain"),
     "audit-chain-head": _every(24 * 3600, "audit.tasks.write_audit_chain_head"),
 }

@@ -389,7 +389,7 @@ def test_notifications_choices_and_a_webhook_from_the_page(browse, team, setting
 def test_the_site_list_pages_searches_and_filters(browse, team):
     org, owner, _ = team
     OrganizationQuota.objects.filter(organization=org).update(
-        max_sites=100, max_memory_mb=10**6, max_cpu_percent=10**6
+        max_sites=100, max_memory_mb=10**6, max_cpu_percent=10**6, max_disk_mb=10**9
     )
     for n in range(53):
         make_site(org, name=f"Site {n:02d}", slug=f"site-{n:02d}")

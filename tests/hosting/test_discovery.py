@@ -128,3 +128,39 @@ def test_an_unreadable_static_file_is_a_clear_error(tmp_path):
     bad.write_text(json.dumps([{"endpoint": "ssh://x"}]))
     with pytest.raises(discovery.DiscoveryError, match="name and an endpoint"):
         discovery.discover([discovery.StaticProvider(str(bad))])
+
+
+def test_the_periodic_task_records_candidates_and_the_admin_approves_them(
+    tmp_path, settings, staff_client
+):
+    from django.urls import reverse
+
+    from hosting import tasks
+
+    assert tasks.discover_hosts() == {}  # no provider configured: nothing is asked
+    settings.HOST_CA_DIR = str(tmp_path / "ca")
+    listing = tmp_path / "hosts.json"
+    listing.write_text(json.dumps([
+        {"name": "tls-edge", "endpoint": "tcp://127.0.0.1:2376", "address": "127.0.0.1"},
+        {"name": "ssh-edge", "endpoint": "ssh://deploy@127.0.0.1"},
+        {"name": "plain", "endpoint": "unix:///var/run/docker.sock"},
+    ]))  # fmt: skip
+    settings.HOST_DISCOVERY_PROVIDERS = ["static"]
+    settings.HOST_DISCOVERY_FILE = str(listing)
+    assert tasks.discover_hosts() == {"new": 3, "seen": 0}
+    assert not DockerHost.objects.exists()  # candidates only
+
+    response = staff_client.post(
+        reverse("admin:hosting_discoveredhost_changelist"),
+        {"action": "approve_hosts", "_selected_action": list(
+            DiscoveredHost.objects.values_list("pk", flat=True))},
+        follow=True,
+    )  # fmt: skip
+    said = [str(m) for m in response.context["messages"]]
+    tls = DockerHost.objects.get(name="tls-edge")
+    assert tls.status == HostStatus.PENDING
+    assert any(f"trust_host tls-edge {tls.tls_server_code}" in m for m in said)
+    assert (tmp_path / "ca" / "bundles" / "tls-edge" / "server-cert.pem").exists()
+    assert DockerHost.objects.get(name="ssh-edge").endpoint == "ssh://deploy@127.0.0.1"
+    assert any("Only tcp://" in m for m in said), said
+    assert not DockerHost.objects.filter(name="plain").exists()

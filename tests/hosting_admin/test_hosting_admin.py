@@ -263,6 +263,8 @@ def test_adding_a_host_goes_through_the_service(staff, staff_client):
             "status": "maintenance",
             "network_mode": "bridge",
             "labels": '{"zone": "a"}',
+            "address": "10.0.0.5",
+            "public_address": "203.0.113.5",
             "tls_ca_cert": "/etc/hostpanel/ca.pem",
             "tls_client_cert": "/etc/hostpanel/cert.pem",
             "tls_client_key": "/etc/hostpanel/key.pem",
@@ -282,6 +284,7 @@ def test_adding_a_host_goes_through_the_service(staff, staff_client):
         {"zone": "a"},
     )
     assert (host.proxy_admin, host.proxy_listen) == ("unix:///run/caddy/admin.sock", None)
+    assert (host.address, host.public_address) == ("10.0.0.5", "203.0.113.5")
     [entry] = audits("host.create")
     assert entry.actor == staff
     assert entry.target_id == str(host.pk)
