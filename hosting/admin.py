@@ -17,7 +17,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import Organization
 from hosting import deployments, discovery, queue, reconcile, services
@@ -80,11 +81,13 @@ class DockerHostAdmin(HostingAdmin):
         "memory",
         "last_seen_at",
         "site_count",
+        "draining",
     )
-    list_filter = ("status",)
+    list_filter = ("status", "draining")
     search_fields = ("name", "endpoint")
-    actions = ("ping_hosts",)
+    actions = ("ping_hosts", "drain_hosts", "undrain_hosts")
     readonly_fields = (
+        "live_sites",
         "engine_version",
         "cpus",
         "memory",
@@ -99,7 +102,7 @@ class DockerHostAdmin(HostingAdmin):
         "updated_at",
     )
     fieldsets = (
-        (None, {"fields": ("name", "endpoint", "status", "network_mode", "labels")}),
+        (None, {"fields": ("name", "endpoint", "status", "draining", "network_mode", "labels")}),
         (
             "Addresses",
             {"fields": ("address", "public_address")},
@@ -135,6 +138,39 @@ class DockerHostAdmin(HostingAdmin):
 
     def get_fieldsets(self, request, obj=None):
         return self.fieldsets[:4] if obj is None else self.fieldsets
+
+    @admin.display(description="sites here")
+    def live_sites(self, obj):
+        """What a draining host still runs (each to be moved or deleted)."""
+        sites = Site.objects.alive().filter(host=obj).select_related("organization")[:200]
+        if not sites:
+            return "—"
+        return format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((reverse("admin:hosting_site_change", args=[s.pk]), str(s)) for s in sites),
+        )
+
+    @admin.action(description="Drain selected hosts (no new sites)", permissions=["change"])
+    def drain_hosts(self, request, queryset):
+        self._set_draining(request, queryset, True)
+
+    @admin.action(description="Stop draining selected hosts", permissions=["change"])
+    def undrain_hosts(self, request, queryset):
+        self._set_draining(request, queryset, False)
+
+    def _set_draining(self, request, queryset, draining: bool) -> None:
+        done = (
+            "Draining {count} host(s): no new site goes there; each host's page lists its sites."
+            if draining
+            else "{count} host(s) take new sites again."
+        )
+        self.run_each(
+            request,
+            queryset,
+            lambda host: services.update_host(host, actor=request.user, draining=draining),
+            done,
+        )
 
     @admin.display(description="memory", ordering="memory_bytes")
     def memory(self, obj):

@@ -67,6 +67,10 @@ class DockerHost(TimeStampedModel):
         blank=True,
         help_text="Where sites' TCP port forwards are published (blank: address).",
     )
+    draining = models.BooleanField(
+        default=False,
+        help_text="No new site is placed here; the sites it has keep running until moved.",
+    )
     network_mode = models.CharField(
         max_length=64,
         default="none",
@@ -225,6 +229,11 @@ class Site(TimeStampedModel):
         null=True,
         blank=True,
         help_text="Over its requests_per_minute: the proxy answers 429 until then.",
+    )
+    required_labels = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Host labels the site must run on, e.g. {"zone": "eu"} (used at placement).',
     )
     persistent_volume = models.BooleanField(
         default=False,

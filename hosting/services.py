@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import NON_FIELD_ERRORS, PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.text import slugify
@@ -25,7 +25,7 @@ from accounts.models import Membership, Organization, User
 from audit import actions
 from audit.services import diff, record, snapshot
 from hosting import docker as engine
-from hosting import git, queue, runtime
+from hosting import git, placement, queue, runtime
 from hosting.models import (
     DesiredState,
     DockerHost,
@@ -69,6 +69,7 @@ SITE_FIELDS = (
     "desired_state",
     "deleted_at",
     "persistent_volume",
+    "required_labels",
 )
 EDITABLE_SITE_FIELDS = {
     "name",
@@ -113,6 +114,7 @@ HOST_FIELDS = (
     "endpoint",
     "address",
     "public_address",
+    "draining",
     "status",
     "network_mode",
     "labels",
@@ -309,24 +311,6 @@ def update_quota(org: Organization, *, actor: User | None, **fields) -> Organiza
     return quota
 
 
-def choose_host(memory_mb: int) -> DockerHost:
-    """The online host with the most unreserved memory that fits the site."""
-    hosts = DockerHost.objects.filter(status=HostStatus.ONLINE).annotate(
-        reserved_mb=Coalesce(
-            Sum("sites__limits__memory_mb", filter=Q(sites__deleted_at__isnull=True)), 0
-        )
-    )
-    best, best_free = None, -1.0
-    for host in hosts:
-        # A host never pinged reports no memory: treat it as roomy rather than full.
-        free = host.memory_bytes / 2**20 - host.reserved_mb if host.memory_bytes else 2**40
-        if free >= memory_mb and free > best_free:
-            best, best_free = host, free
-    if best is None:
-        raise NoHostAvailable(f"No online Docker host has {memory_mb} MB of memory free.")
-    return best
-
-
 # --- sites ----------------------------------------------------------------------------------
 
 
@@ -338,6 +322,11 @@ def _validate_site(site: Site) -> None:
         errors["image"] = "A docker site needs an image, or a repository to build one from."
     if site.site_type == SiteType.DYNAMIC and not site.start_command:
         errors["start_command"] = "A dynamic site needs a start command."
+    labels = site.required_labels
+    if not isinstance(labels, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in labels.items()
+    ):
+        errors["required_labels"] = 'Give host labels as {"name": "value"} strings.'
     if site.health_check_path and not site.health_check_path.startswith("/"):
         errors["health_check_path"] = "Start the path with /."
     if site.repository_url:
@@ -377,7 +366,9 @@ def create_site(
     _full_clean(site, exclude=["host"], unique_field="slug")
     _full_clean(limit, exclude=["site", "organization"])
     _validate_site(site)
-    site.host = host or choose_host(limit.memory_mb)
+    site.host = host or placement.choose_host(
+        limit.memory_mb, limit.cpu_percent, site.required_labels
+    )
     if site.desired_state == DesiredState.RUNNING and runtime.has_image(site):
         _check_image(site)
     else:

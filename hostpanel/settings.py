@@ -441,6 +441,10 @@ TERMINAL_URL = env.str("TERMINAL_URL", default="ws://127.0.0.1:8001/ws/terminal/
 TERMINAL_ALLOWED_ORIGINS = env.list("TERMINAL_ALLOWED_ORIGINS", default=[])
 # A deleted site's /data volume is kept this long (an undo window), then removed.
 VOLUME_RETENTION_HOURS = env.int("VOLUME_RETENTION_HOURS", default=168)
+# Placement (hosting/placement.py): a host's size times these is what its sites' limits may
+# reserve. Memory is not over-committed by default; CPU time is shared, four times over.
+PLACEMENT_MEMORY_OVERCOMMIT = env.float("PLACEMENT_MEMORY_OVERCOMMIT", default=1.0)
+PLACEMENT_CPU_OVERCOMMIT = env.float("PLACEMENT_CPU_OVERCOMMIT", default=4.0)
 # Public TCP ports for sites' port forwards, per host (hosting/forwards.py).
 PORT_FORWARD_RANGE = (
     env.int("PORT_FORWARD_MIN", default=40000),

@@ -87,6 +87,7 @@ class SiteSerializer(serializers.ModelSerializer):
             "sleep_after_minutes",
             "asleep_since",
             "throttled_until",
+            "required_labels",
             "persistent_volume",
             "volume_bytes",
             "volume_measured_at",
@@ -113,7 +114,14 @@ class SiteSerializer(serializers.ModelSerializer):
 
     def validate(self, attrs):
         if self.instance is not None:
-            for name in ("slug", "site_type", "template", "limits", "desired_state"):
+            for name in (
+                "slug",
+                "site_type",
+                "template",
+                "limits",
+                "desired_state",
+                "required_labels",
+            ):
                 if name in attrs:
                     raise serializers.ValidationError(
                         {name: "Cannot be changed here (use the limits/ or action endpoints)."}
@@ -248,6 +256,7 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "endpoint",
             "address",
             "public_address",
+            "draining",
             "tls_ca_cert",
             "tls_client_cert",
             "tls_client_key",

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.test import APIClient
 
 from audit.models import AuditLog
-from hosting import services
+from hosting import placement, services
 from hosting.models import DockerHost, HostStatus
 from tests.api_mixin import TopLevelEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
@@ -184,7 +184,7 @@ def test_offline_host_is_not_used_for_placement(cast, staff):
     host = ensure_host()
     assert client_for(staff).post(host_url(host, "ping")).json()["status"] == "offline"
     with pytest.raises(services.NoHostAvailable):
-        services.choose_host(64)
+        placement.choose_host(64)
 
 
 # --- site templates -------------------------------------------------------------------------------
