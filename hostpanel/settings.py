@@ -359,6 +359,7 @@ CELERY_BEAT_SCHEDULE = {
     "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),
     "rollup-daily": _every(3600, "monitoring.tasks.rollup_recent_days"),
     "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
+    "usage-partitions": _every(6 * 3600, "monitoring.tasks.ensure_usage_partitions"),
     "reap-deployments": _every(60, "hosting.tasks.reap_deployments"),
     "trim-deployment-logs": _every(6 * 3600, "hosting.tasks.trim_deployment_logs"),
     "purge-deleted-volumes": _every(3600, "hosting.tasks.purge_deleted_volumes"),

@@ -13,7 +13,7 @@ from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
 from hostpanel.claims import claim
 from hostpanel.retry import backoff
-from monitoring import collectors, health, limits, retention, rollups, traffic
+from monitoring import collectors, health, limits, partitions, retention, rollups, traffic
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,17 @@ def measure_disk() -> int:
             except TRANSIENT_ERRORS as exc:
                 log.warning("measure_disk: %s", exc)
         return measured
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def ensure_usage_partitions() -> list[str]:
+    """PostgreSQL: this month's and the next months' partitions exist before they are needed."""
+    with claim(
+        "monitoring.ensure_usage_partitions",
+        ttl=timedelta(minutes=10),
+        min_interval=timedelta(hours=1),
+    ) as mine:
+        return partitions.ensure() if mine else []
 
 
 @shared_task(acks_late=True, ignore_result=True)

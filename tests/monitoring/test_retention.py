@@ -102,6 +102,7 @@ def test_only_old_rows_are_deleted(periods, site):
     result = retention.apply_retention()
 
     assert result == {
+        "usage_partitions_dropped": 0,
         "usage_samples": 4,
         "traffic_samples": 3,
         "health_checks": 2,
@@ -146,6 +147,7 @@ def test_deletes_in_batches(periods, site, monkeypatch):
         result = retention.apply_retention()
 
     assert result == {
+        "usage_partitions_dropped": 0,
         "usage_samples": 7,
         "traffic_samples": 0,
         "health_checks": 6,
@@ -164,6 +166,7 @@ def test_nothing_to_delete(periods, site):
     with CaptureQueriesContext(connection) as queries:
         result = retention.apply_retention()
     assert result == {
+        "usage_partitions_dropped": 0,
         "usage_samples": 0,
         "traffic_samples": 0,
         "health_checks": 0,
