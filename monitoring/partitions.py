@@ -143,10 +143,8 @@ def drop_before(cutoff: datetime) -> list[str]:
 # --- the migration ------------------------------------------------------------------------------
 
 
-def partition_table(cursor, now: datetime) -> None:
-    """Turn the plain table into a partitioned one holding the same rows, indexes, foreign
-    keys and id sequence (monitoring migration 0006; PostgreSQL only)."""
-    table, work = TABLE, f"{TABLE}_partitioned"
+def _indexes_and_foreign_keys(cursor, table: str) -> tuple[list, list]:
+    """The table's secondary indexes (their CREATE statements) and foreign keys."""
     cursor.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
         "AND schemaname = current_schema() AND indexname <> %s",
@@ -158,7 +156,21 @@ def partition_table(cursor, now: datetime) -> None:
         "WHERE conrelid = %s::regclass AND contype = 'f'",
         [table],
     )
-    foreign_keys = cursor.fetchall()
+    return indexes, cursor.fetchall()
+
+
+def _recreate(cursor, table: str, indexes: list, foreign_keys: list) -> None:
+    for _name, definition in indexes:
+        cursor.execute(definition)
+    for name, definition in foreign_keys:
+        cursor.execute(f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)} {definition}")
+
+
+def partition_table(cursor, now: datetime) -> None:
+    """Turn the plain table into a partitioned one holding the same rows, indexes, foreign
+    keys and id sequence (monitoring migration 0006; PostgreSQL only)."""
+    table, work = TABLE, f"{TABLE}_partitioned"
+    indexes, foreign_keys = _indexes_and_foreign_keys(cursor, table)
     cursor.execute(f'SELECT min("timestamp"), max(id) FROM {_quote(table)}')  # noqa: S608
     oldest, last_id = cursor.fetchone()
 
@@ -191,27 +203,13 @@ def partition_table(cursor, now: datetime) -> None:
     cursor.execute(
         f"ALTER TABLE {_quote(table)} ALTER COLUMN id SET DEFAULT nextval('{table}_id_seq')"
     )
-    for _name, definition in indexes:
-        cursor.execute(definition)
-    for name, definition in foreign_keys:
-        cursor.execute(f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)} {definition}")
+    _recreate(cursor, table, indexes, foreign_keys)
 
 
 def unpartition_table(cursor) -> None:
     """The way back: one plain table with the same rows (the migration's reverse)."""
     table, work = TABLE, f"{TABLE}_plain"
-    cursor.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s "
-        "AND schemaname = current_schema() AND indexname <> %s",
-        [table, f"{table}_pkey"],
-    )
-    indexes = cursor.fetchall()
-    cursor.execute(
-        "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE conrelid = %s::regclass AND contype = 'f'",
-        [table],
-    )
-    foreign_keys = cursor.fetchall()
+    indexes, foreign_keys = _indexes_and_foreign_keys(cursor, table)
     cursor.execute(
         f"CREATE TABLE {_quote(work)} (LIKE {_quote(table)} INCLUDING DEFAULTS "
         "INCLUDING CONSTRAINTS)"
@@ -221,7 +219,4 @@ def unpartition_table(cursor) -> None:
     cursor.execute(f"DROP TABLE {_quote(table)}")
     cursor.execute(f"ALTER TABLE {_quote(work)} RENAME TO {_quote(table)}")
     cursor.execute(f"ALTER TABLE {_quote(table)} ADD PRIMARY KEY (id)")
-    for _name, definition in indexes:
-        cursor.execute(definition)
-    for name, definition in foreign_keys:
-        cursor.execute(f"ALTER TABLE {_quote(table)} ADD CONSTRAINT {_quote(name)} {definition}")
+    _recreate(cursor, table, indexes, foreign_keys)
