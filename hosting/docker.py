@@ -546,10 +546,10 @@ def volume_sizes(host: DockerHost) -> dict[str, int]:
     }
 
 
-def volume_archive(host: DockerHost, site: Site, image: str) -> Iterator[bytes]:
+def volume_archive(host: DockerHost, site: Site, image: str) -> ArchiveStream:
     """The site's /data as a tar stream, read through a container that is created with the
-    volume mounted read-only and never started (the serving one is not touched); it is
-    removed when the stream ends or is abandoned. Chunks of 64 KiB: nothing is buffered."""
+    volume mounted read-only and never started (the serving one is not touched); closing
+    the stream removes it. Chunks of 64 KiB: nothing is buffered."""
     with engine_call(host):
         api = client(host).api
         api.inspect_volume(site.volume_name)  # NotFound: nothing was ever written
@@ -570,15 +570,26 @@ def volume_archive(host: DockerHost, site: Site, image: str) -> Iterator[bytes]:
         except BaseException:
             remove(host, helper)
             raise
+    return ArchiveStream(host, helper, stream)
 
-    def chunks() -> Iterator[bytes]:
-        try:
-            with engine_call(host):
-                yield from stream
-        finally:
-            remove(host, helper)
 
-    return chunks()
+class ArchiveStream:
+    """The chunks of a tar stream read through a helper container, which `close` removes
+    (the response closes it when it ends, however it ends; a caller that gives up before
+    iterating closes it too)."""
+
+    def __init__(self, host: DockerHost, helper: str, chunks: Iterator[bytes]) -> None:
+        self.host, self.helper, self.chunks = host, helper, chunks
+        self.closed = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        with engine_call(self.host):
+            yield from self.chunks
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            remove(self.host, self.helper)
 
 
 # --- shells (the terminal) ---------------------------------------------------------------------

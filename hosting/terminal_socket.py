@@ -143,13 +143,11 @@ class Session:
     """One shell bridged to one socket: output pumped by a thread, input written as it comes."""
 
     def __init__(self, ticket, exec_id: str, shell: socket.socket, send, loop) -> None:
-        self.ticket, self.exec_id, self.shell, self.send, self.loop = (
-            ticket,
-            exec_id,
-            shell,
-            send,
-            loop,
-        )
+        self.ticket = ticket
+        self.exec_id = exec_id
+        self.shell = shell
+        self.send = send
+        self.loop = loop
         self.bytes_in = self.bytes_out = 0
         self.started = self.last_activity = time.monotonic()
 

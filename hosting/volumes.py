@@ -5,13 +5,13 @@ is its own short transaction."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from docker.errors import ImageNotFound, NotFound
 
 from accounts.models import User
 from audit import actions
@@ -27,7 +27,7 @@ class NoVolume(Exception):
     api_code = "no_volume"
 
 
-def archive(site: Site, *, actor: User | None) -> Iterator[bytes]:
+def archive(site: Site, *, actor: User | None) -> engine.ArchiveStream:
     """The site's /data as a tar stream, for its admins; the download is audited before the
     first byte leaves. NoVolume when the site has never had one."""
     if not site.persistent_volume and site.volume_bytes is None:
@@ -35,17 +35,23 @@ def archive(site: Site, *, actor: User | None) -> Iterator[bytes]:
     try:
         stream = engine.volume_archive(site.host, site, settings.HOSTPANEL_STATIC_IMAGE)
     except engine.SpecRejected as exc:
-        if "volume" in exc.reason.lower() and "no such" in exc.reason.lower():
+        cause = exc.__cause__
+        if isinstance(cause, NotFound) and not isinstance(cause, ImageNotFound):
+            # the volume itself: no container has mounted it yet
             raise NoVolume("The /data volume is empty: no container has mounted it yet.") from None
         raise
-    with transaction.atomic():
-        record(
-            actions.VOLUME_DOWNLOAD,
-            actor=actor,
-            organization=site.organization,
-            target=site,
-            changes={"volume": site.volume_name, "bytes_measured": site.volume_bytes},
-        )
+    try:
+        with transaction.atomic():
+            record(
+                actions.VOLUME_DOWNLOAD,
+                actor=actor,
+                organization=site.organization,
+                target=site,
+                changes={"volume": site.volume_name, "bytes_measured": site.volume_bytes},
+            )
+    except BaseException:
+        stream.close()
+        raise
     return stream
 
 
