@@ -5,8 +5,10 @@ Protocol: the page opens the socket (its Origin must be the panel's), sends one 
 `{"type": "input", "data": "..."}` (or binary frames) and `{"type": "resize", ...}`; the
 shell's output comes back as binary frames. The ticket is spent by the socket's own
 signed-in user (the session cookie), once; a refusal closes the socket with a 44xx code and
-the reason. The session ends when the shell exits, the page goes, or nothing passed either
-way for TERMINAL_IDLE_SECONDS; its end, bytes and duration are audited.
+the reason. The session ends when the shell exits, the page goes, nothing passed either way
+for TERMINAL_IDLE_SECONDS, or a recheck (every TERMINAL_RECHECK_SECONDS) finds its user
+signed out, no longer allowed, or the container replaced (4403); its end, bytes and duration
+are audited.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ def spend(raw: str, user_id) -> terminals.TerminalTicket:
     return terminals.spend_ticket(raw, user_id=user_id)
 
 
+def still_allowed(ticket, cookie_header: str) -> str:
+    """'' while the socket's session is its user's and they may still open terminals."""
+    if session_user_id(cookie_header) != ticket.user_id:
+        return "You were signed out."
+    return terminals.still_allowed(ticket)
+
+
 def record_end(ticket, end: terminals.SessionEnd) -> None:
     close_old_connections()
     terminals.record_end(ticket, end)
@@ -134,8 +143,13 @@ async def terminal(scope: dict[str, Any], receive, send) -> None:
         await sync_to_async(record_end)(ticket, terminals.SessionEnd(0, 0, 0.0, "no shell"))
         return
     session = Session(ticket, exec_id, shell, send, loop)
-    reason = await session.run(receive)
-    await close(1000, reason)
+    cookies = header(scope, b"cookie")
+
+    async def recheck() -> str:
+        return await sync_to_async(still_allowed)(ticket, cookies)
+
+    reason = await session.run(receive, recheck)
+    await close(session.close_code, reason)
     await sync_to_async(record_end)(ticket, session.end(reason))
 
 
@@ -149,6 +163,7 @@ class Session:
         self.send = send
         self.loop = loop
         self.bytes_in = self.bytes_out = 0
+        self.close_code = 1000
         self.started = self.last_activity = time.monotonic()
 
     def pump_output(self) -> None:
@@ -170,29 +185,42 @@ class Session:
             except Exception:  # the page went: the main loop ends the session
                 return
 
-    async def run(self, receive) -> str:
+    async def run(self, receive, recheck) -> str:
+        """Bridge until the shell exits, the page goes, nothing passes for the idle time, or
+        a recheck (every TERMINAL_RECHECK_SECONDS) finds the user may no longer be here."""
         output = self.loop.run_in_executor(None, self.pump_output)
         idle = settings.TERMINAL_IDLE_SECONDS
+        every = settings.TERMINAL_RECHECK_SECONDS
+        next_check = time.monotonic() + every
+        incoming = None
         try:
             while True:
-                incoming = asyncio.ensure_future(receive())
-                wait = idle - (time.monotonic() - self.last_activity)
+                if incoming is None:
+                    incoming = asyncio.ensure_future(receive())
+                now = time.monotonic()
+                wait = min(idle - (now - self.last_activity), next_check - now)
                 done, _ = await asyncio.wait(
                     {incoming, output}, timeout=max(wait, 0), return_when=asyncio.FIRST_COMPLETED
                 )
                 if output in done:
-                    incoming.cancel()
                     return "the shell exited"
-                if not done:
-                    incoming.cancel()
-                    if time.monotonic() - self.last_activity >= idle:
-                        return f"idle for {idle} s"
-                    continue
-                event = incoming.result()
-                if event["type"] == "websocket.disconnect":
-                    return "the page closed"
-                await self.handle(event)
+                if incoming in done:
+                    event, incoming = incoming.result(), None
+                    if event["type"] == "websocket.disconnect":
+                        return "the page closed"
+                    await self.handle(event)
+                now = time.monotonic()
+                if now - self.last_activity >= idle:
+                    return f"idle for {idle} s"
+                if now >= next_check:
+                    next_check = now + every
+                    problem = await recheck()
+                    if problem:
+                        self.close_code = 4403
+                        return problem
         finally:
+            if incoming is not None:
+                incoming.cancel()
             with contextlib.suppress(OSError):
                 self.shell.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):

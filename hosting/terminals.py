@@ -100,6 +100,20 @@ def spend_ticket(raw: str, *, user_id) -> TerminalTicket:
     return ticket
 
 
+def still_allowed(ticket: TerminalTicket) -> str:
+    """'' while the ticket's user may go on (read fresh: a role taken away or terminals
+    turned off end an open session at its next recheck), else why not."""
+    org = Organization.objects.get(pk=ticket.organization_id)
+    user = User.objects.get(pk=ticket.user_id)
+    problem = access_problem(org, user)
+    if problem:
+        return problem
+    container = current_container(Site.objects.get(pk=ticket.site_id))
+    if container is None or container.docker_id != ticket.docker_id:
+        return "The container this terminal was in no longer serves the site."
+    return ""
+
+
 @dataclass
 class SessionEnd:
     bytes_in: int  # typed by the user

@@ -437,6 +437,8 @@ SITE_PORT_RANGE = (env.int("SITE_PORT_MIN", default=20000), env.int("SITE_PORT_M
 # Terminals (hosting/terminals.py, the socket in hostpanel/asgi.py served by uvicorn).
 TERMINAL_TICKET_SECONDS = env.int("TERMINAL_TICKET_SECONDS", default=30)
 TERMINAL_IDLE_SECONDS = env.int("TERMINAL_IDLE_SECONDS", default=900)
+# An open terminal checks this often that its user is still signed in and still allowed.
+TERMINAL_RECHECK_SECONDS = env.int("TERMINAL_RECHECK_SECONDS", default=30)
 TERMINAL_URL = env.str("TERMINAL_URL", default="ws://127.0.0.1:8001/ws/terminal/")
 # Pages allowed to open the socket (Origin): the panel's own, and these.
 TERMINAL_ALLOWED_ORIGINS = env.list("TERMINAL_ALLOWED_ORIGINS", default=[])

@@ -242,3 +242,28 @@ def test_the_site_page_opens_a_shell_and_runs_a_command(
         page.get_by_role("button", name="Close").click()
         expect(page.locator("#terminal-status")).to_contain_text("Session ended")
     assert wait_for_audit("terminal.close").changes["bytes_in"] > 0
+
+
+def test_an_open_terminal_closes_when_its_user_loses_the_right_or_signs_out(
+    terminal_server, running_site, owner, org, settings
+):
+    settings.TERMINAL_RECHECK_SECONDS = 1
+    admin = make_user()
+    membership = add_member(org, admin, "admin")
+    ticket = ticket_for(admin, running_site)
+    with open_socket(ticket["url"], admin) as ws:
+        ws.send(json.dumps({"ticket": ticket["ticket"]}))
+        ws.send(json.dumps({"type": "input", "data": "echo open\n"}))
+        read_until(ws, b"open")
+        accounts.change_role(membership, "member", actor=owner)
+        assert close_code(ws) == (4403, "Terminals here need the admin role; you are member.")
+    ended = wait_for_audit("terminal.close")
+    assert ended.changes["reason"] == "Terminals here need the admin role; you are member."
+
+    ticket = ticket_for(owner, running_site)
+    with open_socket(ticket["url"], owner) as ws:
+        ws.send(json.dumps({"ticket": ticket["ticket"]}))
+        ws.send(json.dumps({"type": "input", "data": "echo still\n"}))
+        read_until(ws, b"still")
+        accounts.sign_out_everywhere(owner)  # every session of the owner ends
+        assert close_code(ws) == (4403, "You were signed out.")
