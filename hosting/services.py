@@ -607,12 +607,12 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
 # --- domains ------------------------------------------------------------------------------
 
 
-def _normalize_hostname(hostname: str) -> str:
+def normalize_hostname(hostname: str) -> str:
     return (hostname or "").strip().rstrip(".").lower()
 
 
 def add_domain(site: Site, *, actor: User | None, hostname: str, **fields) -> Domain:
-    hostname = _normalize_hostname(hostname)
+    hostname = normalize_hostname(hostname)
     base = settings.HOSTPANEL_BASE_DOMAIN
     if hostname == base or hostname.endswith("." + base):
         raise ValidationError({"hostname": f"Names under {base} are the platform's own."})

@@ -31,6 +31,7 @@ from hosting.models import (
     ResourceLimit,
     Site,
 )
+from hosting.services import normalize_hostname
 from legacy.models import LegacyRecord
 from legacy.report import Report
 from legacy.times import BadTime, parse_time
@@ -267,7 +268,7 @@ class Importer:
         self, table: str, legacy_id: object, site: Site, raw: object, **fields: Any
     ) -> Domain | None:
         """A legacy hostname of a site, unless it is not one or is taken here already."""
-        hostname = str(raw or "").strip().rstrip(".").lower()
+        hostname = normalize_hostname(str(raw or ""))
         try:
             Domain._meta.get_field("hostname").run_validators(hostname)
         except ValidationError:

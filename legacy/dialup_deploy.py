@@ -25,6 +25,7 @@ from hosting.models import (
     Site,
     SiteType,
 )
+from hosting.services import normalize_hostname
 from hostpanel import crypto
 from legacy.app_hosting_platform import password_hash
 from legacy.base import Importer
@@ -322,7 +323,7 @@ class DialupDeployImporter(Importer):
                 primary.add(site.pk)
         self.report.source_rows[SITE_DOMAIN] = len(self.site_domains)
         for legacy_id, site, hostname in self.site_domains:
-            if Domain.objects.filter(site=site, hostname__iexact=hostname.strip().rstrip(".")):
+            if Domain.objects.filter(site=site, hostname=normalize_hostname(hostname)).exists():
                 self.report.count(SITE_DOMAIN, "matched")
                 continue
             is_primary = site.pk not in primary
