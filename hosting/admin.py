@@ -97,6 +97,8 @@ class DockerHostAdmin(HostingAdmin):
         "last_error",
         "proxy_synced_at",
         "proxy_error",
+        "worker_name",
+        "worker_heartbeat_at",
         "site_count",
         "created_at",
         "updated_at",

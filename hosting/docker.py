@@ -115,12 +115,21 @@ _clients: dict[tuple, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
 
 
+def endpoint_of(host: DockerHost) -> str:
+    """The host's endpoint; in the host's own worker (bin/host-worker), its local engine."""
+    if settings.HOST_WORKER and host.name == settings.HOST_WORKER:
+        return settings.HOST_WORKER_DOCKER_ENDPOINT or host.endpoint
+    return host.endpoint
+
+
 def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
     """The one client per host (and connection pool size: `pool_size` threads at a time use
     it without urllib3 opening and dropping extra connections)."""
     timeout = _call_timeout.get() or settings.DOCKER_TIMEOUT_SECONDS
+    endpoint = endpoint_of(host)
     key = (
         host.endpoint,
+        endpoint,
         host.tls_ca_cert,
         host.tls_client_cert,
         host.tls_client_key,
@@ -132,7 +141,7 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
     if existing is not None:
         return existing
     tls: Any = False
-    if host.endpoint.startswith("tcp://"):
+    if endpoint.startswith("tcp://"):
         # Always verified: a tcp:// host without its CA is refused when it is saved.
         tls = docker.tls.TLSConfig(
             client_cert=(host.tls_client_cert, host.tls_client_key),
@@ -142,11 +151,11 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
     # Built outside the lock: the constructor asks the engine for its API version, and a
     # frozen engine must not hold up the clients of every other host meanwhile.
     made = docker.DockerClient(
-        base_url=host.endpoint,
+        base_url=endpoint,
         tls=tls,
         timeout=timeout,
         max_pool_size=pool_size,
-        use_ssh_client=host.endpoint.startswith("ssh://"),
+        use_ssh_client=endpoint.startswith("ssh://"),
         # Over TLS the version is asked only once the environment is cut off (below).
         version=MIN_API_VERSION if tls else None,
     )

@@ -109,6 +109,15 @@ class DockerHost(TimeStampedModel):
         null=True, blank=True, help_text="When Caddy last held the config rendered from here."
     )
     proxy_error = models.TextField(blank=True, help_text="Why the last load failed, if it did.")
+    # The host's own Celery worker (hosting/workers.py), if one runs: its heartbeat.
+    worker_name = models.CharField(max_length=255, blank=True, editable=False)
+    worker_heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Last heartbeat of the worker on this host; its work goes to queue "
+        "host.<name> while this is recent, to the central workers otherwise.",
+    )
 
     class Meta:
         ordering = ["name"]

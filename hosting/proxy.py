@@ -500,10 +500,11 @@ def _record(host: DockerHost, error: str) -> None:
         setattr(host, name, value)
 
 
-def sync_all() -> dict[str, str]:
-    """Every host with a proxy; per host "loaded", "unchanged", "unreachable" or the error."""
+def sync_all(exclude: list[str] | None = None) -> dict[str, str]:
+    """Every host with a proxy (but those named in `exclude`); per host "loaded",
+    "unchanged", "unreachable" or the error."""
     outcomes = {}
-    for host in DockerHost.objects.exclude(proxy_admin=""):
+    for host in DockerHost.objects.exclude(proxy_admin="").exclude(name__in=exclude or []):
         try:
             loaded = sync_host(host)
         except caddy.ProxyUnavailable as exc:

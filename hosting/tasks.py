@@ -18,6 +18,7 @@ from hosting import (
     sync,
     terminals,
     volumes,
+    workers,
 )
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DesiredState, DockerHost, HostStatus, ObservedState, Site
@@ -204,7 +205,16 @@ def sync_proxies() -> dict[str, str]:
     with claim("hosting.sync_proxies", ttl=interval * 2, min_interval=interval * 0.8) as mine:
         if not mine:
             return {}
-        return proxy.sync_all()
+        # A host whose worker is alive loads its own Caddy (its admin API is loopback there).
+        outcomes = {}
+        for host_id, name in (
+            DockerHost.objects.exclude(proxy_admin="")
+            .filter(workers.hosts_with_worker())
+            .values_list("pk", "name")
+        ):
+            sync_proxy.delay(str(host_id))
+            outcomes[name] = "sent to its worker"
+        return proxy.sync_all(exclude=list(outcomes)) | outcomes
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=3)
@@ -218,3 +228,14 @@ def sync_proxy(self, host_id: str) -> str:
     except caddy.ProxyUnavailable as exc:
         raise self.retry(exc=exc, countdown=backoff(self.request.retries)) from exc
     return loaded.error or ("loaded" if loaded.changed else "unchanged")
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rescue_host_queues() -> dict[str, int]:
+    """The work left on the queue of a host worker that stopped beating goes central."""
+    with claim(
+        "hosting.rescue_host_queues",
+        ttl=timedelta(minutes=5),
+        min_interval=timedelta(seconds=settings.HOST_WORKER_TIMEOUT_SECONDS * 0.8),
+    ) as mine:
+        return workers.rescue_queues() if mine else {}

@@ -280,6 +280,19 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": REDIS_VISIBILITY_TIMEOUT}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# A worker per Docker host (hosting/workers.py): a host's work goes to the queue
+# HOST_QUEUE_PREFIX + its name while its worker's heartbeat is younger than the timeout.
+CELERY_TASK_ROUTES = ("hosting.workers.route",)
+HOST_QUEUE_PREFIX = env.str("HOST_QUEUE_PREFIX", default="host.")
+HOST_WORKER_HEARTBEAT_SECONDS = env.float("HOST_WORKER_HEARTBEAT_SECONDS", default=15.0)
+HOST_WORKER_TIMEOUT_SECONDS = env.float(
+    "HOST_WORKER_TIMEOUT_SECONDS", default=3 * HOST_WORKER_HEARTBEAT_SECONDS
+)
+# Set by bin/host-worker only: the host this worker serves, and its local engine.
+HOST_WORKER = env.str("HOST_WORKER", default="")
+HOST_WORKER_DOCKER_ENDPOINT = env.str(
+    "HOST_WORKER_DOCKER_ENDPOINT", default="unix:///var/run/docker.sock"
+)
 # The panel's CA for tcp:// Docker hosts (hosting/host_ca.py); its key stays here.
 HOST_CA_DIR = env.str("HOST_CA_DIR", default=str(VAR_DIR / "host-ca"))
 # Host discovery (hosting/discovery.py): candidates wait for staff approval.
@@ -365,6 +378,9 @@ CELERY_BEAT_SCHEDULE = {
     "purge-deleted-volumes": _every(3600, "hosting.tasks.purge_deleted_volumes"),
     "purge-terminal-tickets": _every(600, "hosting.tasks.purge_terminal_tickets"),
     "discover-hosts": _every(HOST_DISCOVERY_INTERVAL_SECONDS, "hosting.tasks.discover_hosts"),
+    "rescue-host-queues": _every(
+        int(HOST_WORKER_TIMEOUT_SECONDS), "hosting.tasks.rescue_host_queues"
+    ),
     "seal-audit-chain": _every(60, "audit.tasks.seal_audit_chain"),
     "audit-chain-head": _every(24 * 3600, "audit.tasks.write_audit_chain_head"),
 }

@@ -9,6 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from hosting import workers
 from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
 from hostpanel.claims import claim
@@ -62,12 +63,28 @@ def measure_disk() -> int:
         if not mine:
             return 0
         measured = 0
-        for host in DockerHost.objects.filter(status=HostStatus.ONLINE):
+        online = DockerHost.objects.filter(status=HostStatus.ONLINE)
+        for host_id in online.filter(workers.hosts_with_worker()).values_list("pk", flat=True):
+            measure_host_disk.delay(str(host_id))
+        for host in online.exclude(workers.hosts_with_worker()):
             try:
                 measured += collectors.measure_disk(host)
             except TRANSIENT_ERRORS as exc:
                 log.warning("measure_disk: %s", exc)
         return measured
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def measure_host_disk(host_id: str) -> int:
+    """One host's disk sizes, measured on the host's own worker."""
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return 0
+    try:
+        return collectors.measure_disk(host)
+    except TRANSIENT_ERRORS as exc:
+        log.warning("measure_host_disk: %s", exc)
+        return 0
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -129,4 +146,29 @@ def collect_traffic() -> dict[str, int]:
     ) as mine:
         if not mine:
             return {}
-        return traffic.collect_all()
+        sent = []
+        for host_id, name in (
+            DockerHost.objects.exclude(proxy_access_log="")
+            .filter(workers.hosts_with_worker())
+            .values_list("pk", "name")
+        ):
+            collect_host_traffic.delay(str(host_id))
+            sent.append(name)
+        return traffic.collect_all(exclude=sent)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def collect_host_traffic(host_id: str) -> int:
+    """One host's access log, read on the host's own worker."""
+    host = DockerHost.objects.filter(pk=host_id).first()
+    if host is None:
+        return 0
+    ttl = timedelta(seconds=settings.TRAFFIC_INTERVAL * 12)
+    with claim(f"monitoring.collect_host_traffic:{host_id}", ttl=ttl) as mine:
+        if not mine:
+            return 0
+        try:
+            return traffic.collect_host(host)
+        except OSError as exc:
+            log.warning("host %s: access log not read: %s", host.name, exc)
+            return 0

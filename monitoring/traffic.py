@@ -253,10 +253,11 @@ def enforce_request_limits(host: DockerHost, now: datetime) -> bool:
     return changed
 
 
-def collect_all(now: datetime | None = None) -> dict[str, int]:
-    """Every host whose proxy writes an access log this machine can read."""
+def collect_all(now: datetime | None = None, exclude: list[str] | None = None) -> dict[str, int]:
+    """Every host whose proxy writes an access log this machine can read (but those named
+    in `exclude`: their own workers read theirs)."""
     counted = {}
-    for host in DockerHost.objects.exclude(proxy_access_log=""):
+    for host in DockerHost.objects.exclude(proxy_access_log="").exclude(name__in=exclude or []):
         try:
             counted[host.name] = collect_host(host, now)
         except OSError as exc:
