@@ -89,6 +89,7 @@ LEGACY_ACTIVITY = register("legacy.activity", "Activity imported from a legacy s
 HOST_APPROVE = register("host.approve", "Discovered Docker host approved")
 HOST_ENROL = register("host.enrol", "Docker host enrolled (certificates issued, pending trust)")
 HOST_TRUST = register("host.trust", "Docker host trusted (enrolment code confirmed)")
+HOST_KEY_CHANGED = register("host.key_changed", "Docker host presented another SSH key: refused")
 HOST_CERT_ROTATE = register("host.cert_rotate", "Docker host certificate rotated")
 HOST_PING = register("host.ping", "Docker host checked")
 HOST_OFFLINE = register("host.offline", "Docker host marked offline")

@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import Organization
-from hosting import deployments, discovery, queue, reconcile, services
+from hosting import deployments, discovery, queue, reconcile, services, ssh
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -113,6 +113,7 @@ class DockerHostAdmin(HostingAdmin):
             "TLS (tcp:// endpoints)",
             {"fields": ("tls_ca_cert", "tls_client_cert", "tls_client_key")},
         ),
+        ("SSH (ssh:// endpoints)", {"fields": ("ssh_host_key",)}),
         (
             "Proxy (this host's Caddy, which routes its sites)",
             {
@@ -139,7 +140,7 @@ class DockerHostAdmin(HostingAdmin):
         )
 
     def get_fieldsets(self, request, obj=None):
-        return self.fieldsets[:4] if obj is None else self.fieldsets
+        return self.fieldsets[:5] if obj is None else self.fieldsets
 
     @admin.display(description="sites here")
     def live_sites(self, obj):
@@ -610,7 +611,14 @@ class DiscoveredHostAdmin(ViewOnlyAdmin):
                     messages.SUCCESS,
                 )
             else:
-                self.message_user(request, f"{host}: added ({host.endpoint}).", messages.SUCCESS)
+                self.message_user(
+                    request,
+                    f"{host}: added ({host.endpoint}), pending trust. Put the panel's key "
+                    f"({ssh.panel_public_key()}) in the docker-group user's authorized_keys, "
+                    f"then run trust_host {host.name} SHA256:… with the fingerprint "
+                    "`ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` prints on the host.",
+                    messages.SUCCESS,
+                )
 
 
 @admin.register(Container)

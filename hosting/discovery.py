@@ -28,7 +28,7 @@ from django.utils.text import slugify
 from accounts.models import User
 from audit import actions
 from audit.services import record
-from hosting import enrolment, services
+from hosting import enrolment
 from hosting.models import DiscoveredHost, DockerHost
 
 ENDPOINT_RE = re.compile(r"^(unix:///\S+|tcp://\S+|ssh://\S+)$")
@@ -168,7 +168,7 @@ def discover(providers: list[Provider] | None = None) -> dict[str, int]:
 
 def approve(row: DiscoveredHost, *, actor: User | None, bundle_dir: Path | None = None):
     """Approve a candidate: tcp:// is enrolled (returns the host and the code to compare),
-    ssh:// is added (code None). Anything else is refused."""
+    ssh:// is added pending its host key's trust (code None). Anything else is refused."""
     if row.approved_at is not None:
         raise ValidationError({"detail": f"{row.name} was approved already."})
     if DockerHost.objects.filter(name=row.name).exists():
@@ -182,7 +182,7 @@ def approve(row: DiscoveredHost, *, actor: User | None, bundle_dir: Path | None 
                                      bundle_dir=bundle_dir, **extra)  # fmt: skip
     elif row.endpoint.startswith("ssh://") and ENDPOINT_RE.match(row.endpoint):
         extra = {"address": row.address} if row.address else {}
-        host = services.create_host(actor=actor, name=row.name, endpoint=row.endpoint, **extra)
+        host = enrolment.add_ssh(actor=actor, name=row.name, endpoint=row.endpoint, **extra)
     else:
         raise ValidationError(
             {"endpoint": "Only tcp:// (enrolled with TLS) or ssh:// hosts can be approved."}

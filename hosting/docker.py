@@ -18,11 +18,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import docker
+import paramiko
 import requests
 from django.conf import settings
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.models.containers import _create_container_args
 
+from hosting import ssh
 from hosting.models import DockerHost, ResourceLimit, Site, SiteType
 from hostpanel.db import in_transaction
 
@@ -66,6 +68,13 @@ class HostError(Exception):
 # Transient: the engine may answer on the next try (what Celery tasks retry). Anything else
 # is a bug or bad input.
 TRANSIENT_ERRORS = (HostUnavailable, HostError)
+# What an ssh:// host's connection raises besides docker-py's own errors.
+SSH_ERRORS = (
+    paramiko.SSHException,
+    paramiko.ssh_exception.NoValidConnectionsError,
+    TimeoutError,
+    EOFError,
+)
 
 
 class SpecRejected(Exception):
@@ -133,6 +142,7 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
         host.tls_ca_cert,
         host.tls_client_cert,
         host.tls_client_key,
+        host.ssh_host_key,
         pool_size,
         timeout,
     )
@@ -148,6 +158,18 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
             ca_cert=host.tls_ca_cert,
             verify=True,
         )
+    if endpoint.startswith("ssh://"):
+        made = _ssh_client(host, endpoint, timeout, pool_size)
+    else:
+        made = _client(endpoint, tls, timeout, pool_size)
+    with _clients_lock:
+        kept = _clients.setdefault(key, made)
+    if kept is not made:
+        made.close()
+    return kept
+
+
+def _client(endpoint: str, tls: Any, timeout: float, pool_size: int) -> docker.DockerClient:
     # Built outside the lock: the constructor asks the engine for its API version, and a
     # frozen engine must not hold up the clients of every other host meanwhile.
     made = docker.DockerClient(
@@ -155,7 +177,6 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
         tls=tls,
         timeout=timeout,
         max_pool_size=pool_size,
-        use_ssh_client=endpoint.startswith("ssh://"),
         # Over TLS the version is asked only once the environment is cut off (below).
         version=MIN_API_VERSION if tls else None,
     )
@@ -164,11 +185,31 @@ def client(host: DockerHost, *, pool_size: int = 10) -> docker.DockerClient:
         # (psf/requests#3829): the engine must be checked against the panel's CA, directly.
         made.api.trust_env = False
         made.api._version = made.api._retrieve_server_version()
-    with _clients_lock:
-        kept = _clients.setdefault(key, made)
-    if kept is not made:
-        made.close()
-    return kept
+    return made
+
+
+def _ssh_client(
+    host: DockerHost, endpoint: str, timeout: float, pool_size: int
+) -> docker.DockerClient:
+    """Over ssh with the pinned host key (hosting/ssh.py): docker-py's own adapter is made
+    without connecting (shell_out) and replaced by the pinned one before the first call."""
+    if not host.ssh_host_key:
+        raise HostUnavailable(host, "no SSH host key is pinned yet: trust the host first")
+    made = docker.DockerClient(
+        base_url=endpoint,
+        timeout=timeout,
+        max_pool_size=pool_size,
+        use_ssh_client=True,
+        version=MIN_API_VERSION,
+    )
+    adapter = ssh.PinnedSSHAdapter(
+        endpoint, ssh.parse_key(host.ssh_host_key), timeout=timeout, max_pool_size=pool_size
+    )
+    made.api._custom_adapter.close()
+    made.api._custom_adapter = adapter
+    made.api.mount("http+docker://ssh", adapter)
+    made.api._version = made.api._retrieve_server_version()
+    return made
 
 
 def forget_client(host: DockerHost) -> None:
@@ -188,6 +229,10 @@ class engine_call:
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if isinstance(exc, ssh.HostKeyChanged):
+            raise HostUnavailable(self.host, ssh.key_changed(self.host, exc.presented)) from exc
+        if isinstance(exc, SSH_ERRORS):
+            raise HostUnavailable(self.host, f"ssh: {_explain(exc)}") from exc
         if exc is None or not isinstance(exc, DockerException | requests.RequestException):
             return False
         if isinstance(exc, ImageNotFound | NotFound):

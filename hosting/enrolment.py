@@ -1,4 +1,5 @@
-"""Enrolling a tcp:// Docker host with the panel's CA, trusting it, rotating its certificates.
+"""Enrolling a tcp:// Docker host with the panel's CA, trusting it, rotating its certificates;
+adding an ssh:// host and pinning its host key (hosting/ssh.py).
 
 Enrol: certificates are issued (the engine's goes to a bundle for its operator, the panel's
 client pair stays in the CA directory) and the host is saved as `pending`: nothing is
@@ -22,10 +23,11 @@ from accounts.models import User
 from audit import actions
 from audit.services import record
 from hosting import docker as engine
-from hosting import host_ca, services
+from hosting import host_ca, services, ssh
 from hosting.models import DockerHost, HostStatus
 
 CODE_RE = re.compile(r"^[0-9A-F]{4}(-[0-9A-F]{4}){3}$")
+SSH_FINGERPRINT_RE = re.compile(r"^(SHA256:)?([A-Za-z0-9+/]{43})=?$")
 DOCKERD_FLAGS = (
     "dockerd --tlsverify --tlscacert={dir}/ca.pem --tlscert={dir}/server-cert.pem "
     "--tlskey={dir}/server-key.pem -H tcp://{listen}"
@@ -93,8 +95,53 @@ def enrol(
     return host, server.code
 
 
+def add_ssh(*, actor: User | None, name: str, endpoint: str, **fields) -> DockerHost:
+    """Save an ssh:// host pending: nothing is scheduled on it until its key is trusted."""
+    ssh.target(endpoint)
+    if DockerHost.objects.filter(name=name).exists():
+        raise ValidationError({"name": "A host with this name exists."})
+    return services.create_host(
+        actor=actor, name=name, endpoint=endpoint, status=HostStatus.PENDING, **fields
+    )
+
+
+def trust_ssh(host: DockerHost, *, actor: User | None, fingerprint: str) -> DockerHost:
+    """Pin the key the host's sshd presents once it matches the fingerprint staff read on
+    the host. Also how an expected key change is accepted (the audit entry names both)."""
+    match = SSH_FINGERPRINT_RE.match(fingerprint.strip())
+    if not match:
+        raise ValidationError(
+            {"code": "Give the SHA256 fingerprint `ssh-keygen -lf` prints on the host, "
+             "like SHA256:Xu3f…(43 characters)."}
+        )  # fmt: skip
+    presented = ssh.presented_key(host.endpoint)
+    if ssh.fingerprint(presented) != f"SHA256:{match.group(2)}":
+        raise ValidationError(
+            {"endpoint": f"The host presents {presented.get_name()} {ssh.fingerprint(presented)}, "
+             "not this fingerprint: do not trust it."}
+        )  # fmt: skip
+    before = ssh.fingerprint(ssh.parse_key(host.ssh_host_key)) if host.ssh_host_key else ""
+    with transaction.atomic():
+        DockerHost.objects.filter(pk=host.pk).update(
+            ssh_host_key=ssh.key_line(presented),
+            status=HostStatus.OFFLINE if host.status == HostStatus.PENDING else host.status,
+            last_error="",
+        )
+        record(
+            actions.HOST_TRUST,
+            actor=actor,
+            target=host,
+            changes={"ssh_host_key": {"before": before, "after": ssh.fingerprint(presented)}},
+        )
+    host.refresh_from_db()
+    engine.forget_client(host)
+    return services.ping_host(host, actor=actor)  # offline -> online when the engine answers
+
+
 def trust(host: DockerHost, *, actor: User | None, code: str) -> DockerHost:
     """Trust an enrolled host once the code staff read on it matches what it presents."""
+    if host.endpoint.startswith("ssh://"):
+        return trust_ssh(host, actor=actor, fingerprint=code)
     code = code.strip().upper()
     if not CODE_RE.match(code):
         raise ValidationError({"code": "The code looks like ABCD-1234-EF56-7890."})

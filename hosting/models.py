@@ -47,6 +47,11 @@ class DockerHost(TimeStampedModel):
         help_text="Short code of the engine certificate the panel's CA issued (enrolment).",
     )
     tls_client_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    ssh_host_key = models.TextField(
+        blank=True,
+        help_text="ssh:// hosts: the public key the host's sshd must present (pinned when "
+        "the host is trusted); any other key is refused.",
+    )
     status = models.CharField(max_length=12, choices=HostStatus.choices, default=HostStatus.ONLINE)
     last_seen_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
@@ -136,6 +141,19 @@ class DockerHost(TimeStampedModel):
                     "client certificate and key."
                 }
             )
+        pending = self.status == HostStatus.PENDING
+        if self.endpoint.startswith("ssh://") and not self.ssh_host_key and not pending:
+            raise ValidationError(
+                {
+                    "ssh_host_key": "An ssh:// host needs its host key pinned (e.g. "
+                    "/etc/ssh/ssh_host_ed25519_key.pub of the host), or add it with "
+                    "manage.py add_ssh_host and trust its fingerprint."
+                }
+            )
+        if self.ssh_host_key:
+            from hosting.ssh import parse_key
+
+            parse_key(self.ssh_host_key)
 
 
 class SiteType(models.TextChoices):

@@ -121,6 +121,7 @@ HOST_FIELDS = (
     "tls_ca_cert",
     "tls_client_cert",
     "tls_client_key",
+    "ssh_host_key",
     "proxy_admin",
     "proxy_listen",
     "proxy_http_port",
@@ -179,7 +180,9 @@ def update_host(host: DockerHost, *, actor: User | None, **fields) -> DockerHost
             # next resync.
             host_id = str(host.pk)
             transaction.on_commit(lambda: queue.send("sync_proxy", host_id), robust=True)
-    if {"endpoint", "tls_ca_cert", "tls_client_cert", "tls_client_key"} & set(fields):
+    if {"endpoint", "tls_ca_cert", "tls_client_cert", "tls_client_key", "ssh_host_key"} & set(
+        fields
+    ):
         engine.forget_client(host)
     return host
 

@@ -295,6 +295,8 @@ HOST_WORKER_DOCKER_ENDPOINT = env.str(
 )
 # The panel's CA for tcp:// Docker hosts (hosting/host_ca.py); its key stays here.
 HOST_CA_DIR = env.str("HOST_CA_DIR", default=str(VAR_DIR / "host-ca"))
+# The panel's key pair for ssh:// Docker hosts (hosting/ssh.py), made on first use.
+HOST_SSH_KEY_FILE = env.str("HOST_SSH_KEY_FILE", default=str(VAR_DIR / "host-ssh" / "id_ed25519"))
 # Host discovery (hosting/discovery.py): candidates wait for staff approval.
 HOST_DISCOVERY_PROVIDERS = env.list("HOST_DISCOVERY_PROVIDERS", default=[])
 HOST_DISCOVERY_FILE = env.str("HOST_DISCOVERY_FILE", default=str(VAR_DIR / "hosts.json"))

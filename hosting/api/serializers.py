@@ -260,6 +260,7 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "tls_ca_cert",
             "tls_client_cert",
             "tls_client_key",
+            "ssh_host_key",
             "status",
             "last_seen_at",
             "last_error",

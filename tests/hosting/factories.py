@@ -11,6 +11,8 @@ from hosting.models import DockerHost, Domain, EnvironmentVariable, Site, SiteTe
 
 # Never contacted: sites made here are created with desired_state="stopped".
 UNREACHABLE_ENDPOINT = "unix:///nonexistent.sock"
+# An ssh host key of no machine (ssh:// hosts need one pinned).
+SSH_HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEEaSmLygVyJJbcWIx1qZHgNF+aOL5a152BprJE6aIhV"
 SITE_SLUG = "web"  # the one site per organization that nested-endpoint tests hang off
 SMALL_LIMITS = {"memory_mb": 64, "cpu_percent": 10}
 _seq = itertools.count(1)

@@ -11,7 +11,13 @@ from hosting import placement, services
 from hosting.models import DockerHost, HostStatus
 from tests.api_mixin import TopLevelEndpointMixin, assert_error, assert_field_errors
 from tests.conftest import client_for, token_client
-from tests.hosting.factories import UNREACHABLE_ENDPOINT, ensure_host, make_template, unique
+from tests.hosting.factories import (
+    SSH_HOST_KEY,
+    UNREACHABLE_ENDPOINT,
+    ensure_host,
+    make_template,
+    unique,
+)
 
 HOSTS = "/api/v1/hosts/"
 TEMPLATES = "/api/v1/site-templates/"
@@ -86,8 +92,9 @@ TLS_FILES = {
 )
 def test_staff_creates_a_host_with_a_supported_endpoint(staff, endpoint):
     tls = TLS_FILES if endpoint.startswith("tcp://") else {}
+    pinned = {"ssh_host_key": SSH_HOST_KEY} if endpoint.startswith("ssh://") else {}
     response = client_for(staff).post(
-        HOSTS, {"name": "engine-b", "endpoint": endpoint, **tls}, format="json"
+        HOSTS, {"name": "engine-b", "endpoint": endpoint, **tls, **pinned}, format="json"
     )
     assert response.status_code == 201, response.content
     assert response.json()["endpoint"] == endpoint
@@ -296,3 +303,23 @@ class TestTemplateApi(TopLevelEndpointMixin):
 
     def make_object(self, user):
         return make_template()
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("", "needs its host key pinned"),
+        ("ssh-ed25519", "Give the host's public key"),
+        ("ssh-dss AAAAB3NzaC1kc3M=", "Give the host's public key"),
+        ("ssh-ed25519 bm90IGEga2V5", "Not a valid ssh-ed25519 key"),
+    ],
+)
+def test_an_ssh_host_without_a_valid_pinned_key_is_refused(staff, key, message):
+    response = client_for(staff).post(
+        HOSTS,
+        {"name": "engine-b", "endpoint": "ssh://deploy@docker-2", "ssh_host_key": key},
+        format="json",
+    )
+    fields = assert_field_errors(response, "ssh_host_key")
+    assert message in str(fields["ssh_host_key"])
+    assert not DockerHost.objects.filter(name="engine-b").exists()

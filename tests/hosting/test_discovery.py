@@ -111,6 +111,7 @@ def test_static_file_and_what_can_be_approved(tmp_path, settings):
     assert (tmp_path / "b" / "server-cert.pem").exists()
     ssh, none = discovery.approve(rows["ssh-edge"], actor=None)
     assert ssh.endpoint == "ssh://deploy@127.0.0.1" and none is None
+    assert ssh.status == HostStatus.PENDING  # until its host key is trusted
     with pytest.raises(ValidationError, match="Only tcp://"):
         discovery.approve(rows["plain-http"], actor=None)
     rows["tls-edge"].refresh_from_db()

@@ -13,7 +13,7 @@ from django.utils import timezone
 from hosting import docker as engine
 from hosting import services, workers
 from hosting.models import Container, Deployment, DockerHost
-from tests.hosting.factories import UNREACHABLE_ENDPOINT, make_site
+from tests.hosting.factories import SSH_HOST_KEY, UNREACHABLE_ENDPOINT, make_site
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +115,9 @@ def test_beat_records_the_worker_and_sign_off_clears_only_its_own_beat():
 def test_a_host_worker_talks_to_its_own_engine_locally_and_to_others_over_their_endpoint(
     settings,
 ):
-    web1 = services.create_host(actor=None, name="web1", endpoint="ssh://deploy@10.0.0.1")
+    web1 = services.create_host(
+        actor=None, name="web1", endpoint="ssh://deploy@10.0.0.1", ssh_host_key=SSH_HOST_KEY
+    )
     web2 = host("web2")
     assert engine.endpoint_of(web1) == "ssh://deploy@10.0.0.1"
     settings.HOST_WORKER = "web1"

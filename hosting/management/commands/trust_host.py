@@ -1,5 +1,7 @@
-"""Trust an enrolled host: give the code read on the host (the start of the SHA-256
-fingerprint of its server-cert.pem); the panel checks the engine presents that certificate."""
+"""Trust a host: for tcp://, the code read on the host (the start of the SHA-256 fingerprint
+of its server-cert.pem), and the panel checks the engine presents that certificate; for
+ssh://, the SHA256 fingerprint of its host key (`ssh-keygen -lf` on the host), and the panel
+pins the key its sshd presents when it matches (also how an expected key change is taken)."""
 
 from __future__ import annotations
 
