@@ -9,19 +9,22 @@ never rendered.
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, Q
 from django.template.defaultfilters import filesizeformat
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from accounts.models import Organization
-from hosting import deployments, discovery, queue, reconcile, services, ssh
+from hosting import deployments, discovery, moves, queue, reconcile, services, ssh
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -65,6 +68,14 @@ class HostingAdmin(ServiceModelAdmin):
 
 class ViewOnlyAdmin(ReadOnly, HostingAdmin):
     """Rows made by tenants (the API) or by Docker: staff look, and use the actions."""
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 # --- Docker hosts -------------------------------------------------------------------------
@@ -338,10 +349,42 @@ class SiteAdmin(ViewOnlyAdmin):
     )
     readonly_fields = tuple(name for _, opts in fieldsets for name in opts["fields"])
     inlines = (LimitsInline, DomainInline, EnvironmentVariableInline, ContainerInline)
-    actions = ("start_sites", "stop_sites", "restart_sites", "delete_sites")
+    actions = ("start_sites", "stop_sites", "restart_sites", "move_sites", "delete_sites")
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("organization", "host", "template")
+
+    @admin.action(description="Move selected sites to another host", permissions=["operate"])
+    def move_sites(self, request, queryset):
+        """Two steps: pick the host (a page), then each move is requested (hosting/moves.py)
+        and a worker carries it out."""
+        hosts = DockerHost.objects.filter(status=HostStatus.ONLINE, draining=False)
+        chosen = request.POST.get("target_host")
+        if not chosen:
+            return TemplateResponse(
+                request,
+                "admin/hosting/site/move_sites.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Move sites to another host",
+                    "sites": queryset.select_related("organization", "host"),
+                    "hosts": hosts.order_by("name"),
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "forward_hours": settings.MOVE_FORWARD_HOURS,
+                    "opts": self.model._meta,
+                },
+            )
+        target = hosts.filter(pk=chosen).first() if _is_uuid(chosen) else None
+        if target is None:
+            self.message_user(request, "That host cannot take sites.", messages.ERROR)
+            return None
+        self.run_each(
+            request,
+            queryset.select_related("organization", "host"),
+            lambda site: moves.request_move(site, target, actor=request.user),
+            f"Moving {{count}} site(s) to {target.name}; a worker carries it out.",
+        )
+        return None
 
     @admin.display(description="deleted", boolean=True, ordering="deleted_at")
     def deleted(self, obj):

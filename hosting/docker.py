@@ -439,6 +439,16 @@ def image_id(host: DockerHost, tag: str) -> str:
         return client(host).api.inspect_image(tag)["Id"]
 
 
+def copy_image(source: DockerHost, target: DockerHost, tag: str) -> None:
+    """Stream an image from one engine into another (`docker save | docker load`)."""
+    with engine_call(source):
+        chunks = client(source).api.get_image(tag)
+        with engine_call(target):
+            for message in client(target).api.load_image(chunks):
+                if isinstance(message, dict) and message.get("error"):
+                    raise HostError(target, f"loading {tag}: {message['error']}")
+
+
 def inspect(host: DockerHost, container_id: str) -> dict[str, Any]:
     with engine_call(host):
         return client(host).api.inspect_container(container_id)

@@ -212,6 +212,16 @@ class Site(TimeStampedModel):
     )
     health_check_path = models.CharField(max_length=200, default="/")
     host = models.ForeignKey(DockerHost, on_delete=models.PROTECT, related_name="sites")
+    # A move to another host (hosting/moves.py): where it is going while it runs, and where
+    # it came from, whose proxy forwards its visitors for MOVE_FORWARD_HOURS after.
+    moving_to = models.ForeignKey(
+        DockerHost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    previous_host = models.ForeignKey(
+        DockerHost, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    moved_at = models.DateTimeField(null=True, blank=True)
+    move_error = models.TextField(blank=True)
     template = models.ForeignKey(
         "SiteTemplate", on_delete=models.SET_NULL, null=True, blank=True, related_name="sites"
     )

@@ -55,21 +55,12 @@ def choose_host(
     memory_mb: int, cpu_percent: int = 0, labels: dict[str, str] | None = None
 ) -> DockerHost:
     """The host for a new site; NoHostAvailable says why none fits."""
-    required = labels or {}
     why: list[str] = []
     best: Room | None = None
     for room in rooms(DockerHost.objects.order_by("name")):
-        host = room.host
-        if host.status != HostStatus.ONLINE:
-            why.append(f"{host.name} is {host.status}")
-        elif host.draining:
-            why.append(f"{host.name} is draining")
-        elif not labels_match(host, required):
-            why.append(f"{host.name} lacks the labels {required}")
-        elif room.memory_mb < memory_mb:
-            why.append(f"{host.name} has {room.memory_mb:.0f} MB free of {memory_mb}")
-        elif room.cpu_percent < cpu_percent:
-            why.append(f"{host.name} has {room.cpu_percent:.0f} % CPU free of {cpu_percent}")
+        refused = why_not(room, memory_mb, cpu_percent, labels or {})
+        if refused:
+            why.append(refused)
         elif best is None or room.memory_mb > best.memory_mb:
             best = room
     if best is None:
@@ -77,3 +68,19 @@ def choose_host(
             "No Docker host can take the site: " + ("; ".join(why) or "none is registered") + "."
         )
     return best.host
+
+
+def why_not(room: Room, memory_mb: int, cpu_percent: int, required: dict[str, str]) -> str:
+    """Why the host cannot take a site with these limits and labels; "" when it can."""
+    host = room.host
+    if host.status != HostStatus.ONLINE:
+        return f"{host.name} is {host.status}"
+    if host.draining:
+        return f"{host.name} is draining"
+    if not labels_match(host, required):
+        return f"{host.name} lacks the labels {required}"
+    if room.memory_mb < memory_mb:
+        return f"{host.name} has {room.memory_mb:.0f} MB free of {memory_mb}"
+    if room.cpu_percent < cpu_percent:
+        return f"{host.name} has {room.cpu_percent:.0f} % CPU free of {cpu_percent}"
+    return ""

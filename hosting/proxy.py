@@ -16,12 +16,13 @@ import html
 import logging
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, Q
 from django.utils import timezone
 from django.utils.http import http_date
 
@@ -155,7 +156,7 @@ def _handler(site: Site, host: DockerHost) -> dict[str, Any]:
     ):
         return {
             "handler": "reverse_proxy",
-            "upstreams": [{"dial": f"{host.address}:{container.port}"}],
+            "upstreams": [{"dial": f"{site.host.address}:{container.port}"}],
             "load_balancing": {"try_duration": UPSTREAM_TRY_DURATION, "try_interval": "50ms"},
         }
     if site.asleep_since is not None and site.desired_state == DesiredState.RUNNING:
@@ -303,16 +304,19 @@ def site_routes(site: Site, host: DockerHost) -> tuple[list[dict], list[dict], d
 
 
 def sites_of(host: DockerHost):
+    """The host's sites, and those that moved away lately (hosting/moves.py): visitors who
+    still reach this proxy are forwarded to their container on the new host."""
+    since = timezone.now() - timedelta(hours=settings.MOVE_FORWARD_HOURS)
     return (
         Site.objects.alive()
-        .filter(host=host)
-        .select_related("organization")
+        .filter(Q(host=host) | Q(previous_host=host, moved_at__gte=since))
+        .select_related("organization", "host")
         .prefetch_related(
             Prefetch("domains", queryset=Domain.objects.filter(verified_at__isnull=False)),
             Prefetch(
                 "containers",
                 queryset=Container.objects.serving()
-                .filter(host=host)
+                .filter(host_id=F("site__host_id"))
                 .exclude(state=ObservedState.MISSING),
             ),
         )

@@ -452,7 +452,7 @@ def _want(site: Site, action: str, actor: User | None, **desired: Any) -> None:
     for name, value in desired.items():
         setattr(site, name, value)
     site.save(update_fields=[*desired, "updated_at"])
-    _mark_pending(site)
+    mark_pending(site)
     record(
         action,
         actor=actor,
@@ -462,7 +462,7 @@ def _want(site: Site, action: str, actor: User | None, **desired: Any) -> None:
     )
 
 
-def _mark_pending(site: Site) -> None:
+def mark_pending(site: Site) -> None:
     """The engine has work: a new generation for the reconciler to converge to."""
     Site.objects.filter(pk=site.pk).update(
         generation=F("generation") + 1, reconcile_status=ReconcileStatus.PENDING
@@ -603,7 +603,7 @@ def update_limits(site: Site, *, actor: User | None, **fields) -> ResourceLimit:
                 target=site,
                 changes=changes,
             )
-            _mark_pending(site)
+            mark_pending(site)
     return limits
 
 

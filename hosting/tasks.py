@@ -12,6 +12,7 @@ from hosting import (
     caddy,
     deployments,
     discovery,
+    moves,
     proxy,
     reconcile,
     services,
@@ -135,6 +136,16 @@ def restore_site(site_id: str) -> str:
         return "already back"
     outcome = reconcile.reconcile_site(site_id)
     return "restarted" if outcome.converged else outcome.status
+
+
+@shared_task(bind=True, acks_late=True, ignore_result=True, max_retries=20)
+def move_site(self, site_id: str) -> str:
+    """Move a site to the host it was asked to go to (hosting/moves.py); waits while the
+    reconciler holds the site."""
+    outcome = moves.execute(site_id)
+    if outcome == "busy":
+        raise self.retry(countdown=backoff(self.request.retries))
+    return outcome
 
 
 @shared_task(bind=True, acks_late=True, ignore_result=True)

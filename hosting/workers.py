@@ -27,8 +27,8 @@ from hosting.models import Container, DockerHost, Site
 
 log = logging.getLogger(__name__)
 
-# Which argument names the host, per task: a host id, a site id, a deployment id or a list
-# of container ids.
+# Which argument names the host, per task: a host id, a site id (or a moving site's id), a
+# deployment id or a list of container ids.
 _HOST_ARG = {
     "hosting.tasks.sync_host": "host",
     "hosting.tasks.probe_host": "host",
@@ -39,6 +39,7 @@ _HOST_ARG = {
     "hosting.tasks.reconcile_site": "site",
     "hosting.tasks.restore_site": "site",
     "hosting.tasks.run_deployment": "deployment",
+    "hosting.tasks.move_site": "moving",
     "hosting.tasks.retire_containers": "containers",
 }
 
@@ -72,6 +73,9 @@ def host_of_task(name: str, args: tuple | list) -> DockerHost | None:
         if kind == "site":
             site = Site.objects.select_related("host").filter(pk=first).first()
             return site.host if site else None
+        if kind == "moving":  # the new host: the container starts and is checked there
+            site = Site.objects.select_related("moving_to").filter(pk=first).first()
+            return site.moving_to if site else None
         if kind == "deployment":
             site = Site.objects.select_related("host").filter(deployments__pk=first).first()
             return site.host if site else None

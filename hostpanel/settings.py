@@ -451,6 +451,9 @@ DEPLOY_LOG_RETENTION_DAYS = env.int("DEPLOY_LOG_RETENTION_DAYS", default=90)
 # file:// repositories read the worker's own disk: for tests and trusted single-tenant setups.
 DEPLOY_ALLOW_FILE_REPOSITORIES = env.bool("DEPLOY_ALLOW_FILE_REPOSITORIES", default=False)
 # Host ports given to site containers in host network mode (two per site during a deploy).
+# After a site moves to another host, its old host's proxy forwards its visitors there this
+# long (while DNS that still names the old host expires).
+MOVE_FORWARD_HOURS = env.int("MOVE_FORWARD_HOURS", default=48)
 SITE_PORT_RANGE = (env.int("SITE_PORT_MIN", default=20000), env.int("SITE_PORT_MAX", default=29999))
 # Terminals (hosting/terminals.py, the socket in hostpanel/asgi.py served by uvicorn).
 TERMINAL_TICKET_SECONDS = env.int("TERMINAL_TICKET_SECONDS", default=30)

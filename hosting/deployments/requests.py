@@ -70,6 +70,10 @@ def request_deployment(
             .select_related("organization")
             .get(pk=site.pk)
         )
+        if site.moving_to_id is not None:
+            raise ValidationError(
+                {"site": "The site is moving to another host; deploy once it has moved."}
+            )
         # A second click on Deploy while the same deployment waits in the queue: that one.
         queued = site.deployments.filter(
             status=S.QUEUED,

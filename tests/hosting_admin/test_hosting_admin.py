@@ -700,3 +700,38 @@ def test_site_page_shows_a_pending_change_with_the_engines_reason(site, staff_cl
     assert '<td class="field-reconcile_status">Pending</td>' in listing
     page = staff_client.get(url("hosting_site_change", site.pk)).content.decode()
     assert "Docker host dead is unavailable: refused" in page
+
+
+def test_moving_sites_asks_for_the_host_then_requests_each_move(
+    org, host, site, staff_client, sent_tasks, django_capture_on_commit_callbacks
+):
+    target = services.create_host(actor=None, name="web2", endpoint=UNREACHABLE)
+    services.create_host(actor=None, name="drained", endpoint=UNREACHABLE, draining=True)
+    chosen = {"action": "move_sites", "_selected_action": [str(site.pk)]}
+    page = staff_client.post(url("hosting_site_changelist"), chosen)
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert (
+        "acme/x" in body and "web2" in body and "drained" not in body
+    )  # only hosts that take sites
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = staff_client.post(
+            url("hosting_site_changelist"), {**chosen, "target_host": str(target.pk)}, follow=True
+        )
+    assert messages_of(response) == [
+        ("success", "Moving 1 site(s) to web2; a worker carries it out.")
+    ]
+    site.refresh_from_db()
+    assert site.moving_to == target
+    assert sent_tasks == [("move_site", str(site.pk))]
+    assert audits("site.move").get().actor.is_staff
+
+    response = staff_client.post(
+        url("hosting_site_changelist"), {**chosen, "target_host": str(host.pk)}, follow=True
+    )
+    assert messages_of(response) == [("error", "acme/x: x is already moving.")]
+    response = staff_client.post(
+        url("hosting_site_changelist"), {**chosen, "target_host": "not-a-host"}, follow=True
+    )
+    assert messages_of(response) == [("error", "That host cannot take sites.")]

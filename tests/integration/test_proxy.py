@@ -4,6 +4,7 @@ and deployments that drop no request under load (loopback only, bounded loops)."
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import subprocess
@@ -14,12 +15,14 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
+import docker
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from audit.models import AuditLog
-from hosting import caddy, deployments, proxy, services, tasks
+from hosting import caddy, deployments, moves, proxy, services, tasks
+from hosting import docker as engine
 from hosting.deployments import upkeep
 from hosting.models import Container, Deployment, DockerHost, Domain, Site
 from hosting.reconcile import converge_now
@@ -689,3 +692,87 @@ def test_caddy_killed_during_a_deploy_is_caught_up_when_it_returns(
     assert Container.objects.filter(site=site).count() == 1
     assert current is not None
     print(f"\nCaddy killed during a deploy: deployment {second.status}; serving {want.decode()}")
+
+
+# --- moving a site to another host under load ---------------------------------------------
+
+
+def test_a_built_site_moves_to_another_host_under_load_without_a_failed_request(
+    proxied_host, second_docker_host, org, owner, tmp_path
+):
+    """Its image exists only on the engine that built it: copied over, started, checked,
+    switched. Load keeps going to the old host's proxy (DNS still naming it): every answer
+    is 200 with the site's page, before, during and after; the new host's proxy serves it
+    too; the old container is gone from the old engine."""
+    second = second_docker_host
+    second.proxy_admin = caddy_proxies.start("2")
+    second.proxy_listen, second.proxy_http_port = "127.0.0.1", free_port()
+    second.save()
+    try:
+        repo = Repo(tmp_path / "repo")
+        repo.commit("v1", {"Dockerfile": served_dockerfile(), "www/index.html": "the shop\n"})
+        site = services.create_site(
+            org,
+            actor=owner,
+            name="Shop",
+            site_type="docker",
+            repository_url=repo.url,
+            internal_port=free_port(),
+            limits={"memory_mb": 64, "cpu_percent": 50},
+            host=proxied_host,
+        )
+        site = converge_now(site)
+        result, first = deploy(site, owner)
+        assert result == "succeeded", full_log(first)
+        wait_status(proxied_host, site.subdomain, 200)
+        old = services.current_container(site)
+        with contextlib.suppress(docker.errors.ImageNotFound):  # left by an earlier run
+            engine.client(second).images.remove(old.image, force=True)
+        with pytest.raises(engine.SpecRejected, match="No such image"):
+            engine.image_id(second, old.image)  # built on engine 1 only
+
+        load = Load(proxied_host, site.subdomain)
+        load.start()
+        try:
+            time.sleep(0.5)
+            moves.request_move(site, second, actor=owner, send=False)
+            moved_at = time.monotonic()
+            assert moves.execute(site.pk) == "moved"
+            time.sleep(1.0)
+        finally:
+            load.stop()
+        statuses = Counter(status for _, status, _ in load.results)
+        print(f"\nmove under load: {len(load.results)} requests, statuses {dict(statuses)}")
+        assert statuses == {200: len(load.results)}, statuses
+        assert {body for _, _, body in load.results} == {b"the shop\n"}
+        assert sum(at > moved_at for at, _, _ in load.results) > 10
+
+        site.refresh_from_db()
+        assert (site.host, site.previous_host, site.moving_to) == (second, proxied_host, None)
+        new = services.current_container(site)
+        assert new.host == second and new.pk != old.pk
+        assert get(second, site.subdomain)[:2] == (200, b"the shop\n")
+        assert not Container.objects.filter(pk=old.pk).exists()  # retired (at once here)
+        assert not engine.site_containers(proxied_host, str(site.pk))
+        assert AuditLog.objects.filter(action="site.moved", target_id=str(site.pk)).count() == 1
+    finally:
+        caddy_proxies.stop("2")
+        caddy_proxies.forget("2")
+
+
+def test_a_move_whose_new_container_fails_leaves_the_site_serving_where_it_was(
+    proxied_host, second_docker_host, org, owner, settings
+):
+    settings.DEPLOY_HEALTH_TIMEOUT_SECONDS = 2
+    site = running_static_site(org, owner, name="Stay", host=proxied_host)
+    wait_status(proxied_host, site.subdomain, 200)
+    # The health path answers 404 on the new container: the move gives up and cleans up.
+    Site.objects.filter(pk=site.pk).update(health_check_path="/nothing-here")
+    moves.request_move(site, second_docker_host, actor=owner, send=False)
+    assert moves.execute(site.pk) == "failed"
+    site.refresh_from_db()
+    assert site.host == proxied_host and site.moving_to is None
+    assert "did not answer /nothing-here" in site.move_error
+    assert not engine.site_containers(second_docker_host, str(site.pk))
+    assert get(proxied_host, site.subdomain)[0] == 200
+    assert AuditLog.objects.filter(action="site.move_failed", target_id=str(site.pk)).exists()
