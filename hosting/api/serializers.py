@@ -278,12 +278,16 @@ class DockerHostSerializer(serializers.ModelSerializer):
             "proxy_access_log",
             "proxy_synced_at",
             "proxy_error",
+            "worker_name",
+            "worker_heartbeat_at",
             "created_at",
         ]
         read_only_fields = [
             "id",
             "proxy_synced_at",
             "proxy_error",
+            "worker_name",
+            "worker_heartbeat_at",
             "last_seen_at",
             "last_error",
             "engine_version",

@@ -156,3 +156,17 @@ def test_periodic_fan_outs_send_a_beating_hosts_share_to_its_worker(monkeypatch,
     assert excluded == [["web1"], ["web1"]]  # what runs centrally: every host but web1
     assert sent == [("proxy", str(web1.pk)), ("traffic", str(web1.pk))]
     assert web2.worker_heartbeat_at is None
+
+
+def test_staff_see_each_hosts_worker_in_the_api_and_cannot_set_it():
+    from tests.conftest import client_for
+    from tests.factories import make_user
+
+    web1 = beating(host("web1"))
+    staff = client_for(make_user("ops@example.test", is_staff=True))
+    shown = staff.get(f"/api/v1/hosts/{web1.pk}/").json()
+    assert shown["worker_name"] == "host-web1@box"
+    assert shown["worker_heartbeat_at"] is not None
+    staff.patch(f"/api/v1/hosts/{web1.pk}/", {"worker_name": "forged"}, format="json")
+    web1.refresh_from_db()
+    assert web1.worker_name == "host-web1@box"
