@@ -117,7 +117,8 @@ class Sshd:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, 15)
             self.process.wait(timeout=10)
-        subprocess.run(["pkill", "-f", f"sshd: {USER}"], check=False)
+        if shutil.which("pkill"):  # sessions the server forked (procps)
+            subprocess.run(["pkill", "-f", f"sshd: {USER}"], check=False)
 
     @property
     def endpoint(self) -> str:
