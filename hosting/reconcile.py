@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from hosting import caddy, proxy, queue, runtime, services
+from hosting import caddy, proxy, queue, runtime, services, workers
 from hosting import docker as engine
 from hosting.models import (
     Container,
@@ -109,6 +109,11 @@ def converge_now(site: Site) -> Site:
     RECONCILE_WAIT_SECONDS; what is not done by then is left to a worker. Returns the site
     as recorded afterwards (pending, failed or converged)."""
     wait = settings.RECONCILE_WAIT_SECONDS
+    if workers.has_live_worker(site.host_id):
+        # The host's own worker reaches its engine; this process may not: it is asked,
+        # and awaited the same bounded time.
+        queue.send("reconcile_site", str(site.pk))
+        return _await_worker(site, time.monotonic() + wait)
     try:
         with engine.call_timeout(wait):
             outcome = reconcile_site(site.pk, deadline=time.monotonic() + wait)
@@ -116,6 +121,22 @@ def converge_now(site: Site) -> Site:
         outcome = Outcome(ReconcileStatus.PENDING)
     if outcome.status in (ReconcileStatus.PENDING, "busy"):
         queue.send("reconcile_site", str(site.pk), countdown=settings.TASK_RETRY_BACKOFF_SECONDS)
+    site.refresh_from_db()
+    return site
+
+
+def _await_worker(site: Site, deadline: float) -> Site:
+    """Until the worker has converged the site or failed (a change leaves it pending)."""
+    pause = 0.02
+    while time.monotonic() < deadline:
+        if (
+            Site.objects.filter(pk=site.pk)
+            .exclude(reconcile_status=ReconcileStatus.PENDING)
+            .exists()
+        ):
+            break
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
     site.refresh_from_db()
     return site
 

@@ -57,6 +57,11 @@ def alive(host: DockerHost) -> bool:
     return host.worker_heartbeat_at is not None and host.worker_heartbeat_at >= _alive_since()
 
 
+def has_live_worker(host_id) -> bool:
+    """From the database (an instance in hand may be older than the last heartbeat)."""
+    return DockerHost.objects.filter(hosts_with_worker(), pk=host_id).exists()
+
+
 def hosts_with_worker() -> Q:
     """Filter for hosts whose worker is alive."""
     return Q(worker_heartbeat_at__gte=_alive_since())

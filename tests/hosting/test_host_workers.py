@@ -5,6 +5,7 @@ test_host_workers.py."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from hosting import docker as engine
 from hosting import services, workers
-from hosting.models import Container, Deployment, DockerHost
+from hosting.models import Container, Deployment, DockerHost, Site
 from tests.hosting.factories import SSH_HOST_KEY, UNREACHABLE_ENDPOINT, make_site
 
 pytestmark = pytest.mark.django_db
@@ -170,3 +171,36 @@ def test_staff_see_each_hosts_worker_in_the_api_and_cannot_set_it():
     staff.patch(f"/api/v1/hosts/{web1.pk}/", {"worker_name": "forged"}, format="json")
     web1.refresh_from_db()
     assert web1.worker_name == "host-web1@box"
+
+
+def test_a_change_on_a_host_with_a_worker_is_converged_by_that_worker(
+    cast, sent_tasks, settings, monkeypatch
+):
+    """The web process does not reach such a host's engine: it asks the worker and waits
+    RECONCILE_WAIT_SECONDS for its outcome, as it would for the engine."""
+    from hosting import reconcile
+    from tests.conftest import route_task
+
+    settings.RECONCILE_WAIT_SECONDS = 0.3
+    web1 = beating(host("web1"))
+    site = make_site(cast.org, name="Blog", host=web1)
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine was called from the web process")
+
+    monkeypatch.setattr(engine, "client", no_engine)
+    site = services.start_site(site, actor=None)
+    began = time.monotonic()
+    after = reconcile.converge_now(site)
+    assert time.monotonic() - began >= 0.3  # waited, then left it to the worker (202)
+    assert after.reconcile_status == "pending"
+    assert sent_tasks == [("reconcile_site", str(site.pk))]
+
+    def worker_converges(site_id):
+        Site.objects.filter(pk=site_id).update(reconcile_status="converged")
+
+    route_task(monkeypatch, "reconcile_site", worker_converges)
+    site = services.stop_site(site, actor=None)
+    began = time.monotonic()
+    assert reconcile.converge_now(site).reconcile_status == "converged"
+    assert time.monotonic() - began < 0.3  # answered as soon as the worker had

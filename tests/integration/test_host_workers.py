@@ -14,8 +14,9 @@ import docker
 import pytest
 from django.utils import timezone
 
-from hosting import services, workers
+from hosting import queue, services, workers
 from hosting.models import DockerHost, ObservedState, Site
+from hosting.reconcile import converge_now
 from hostpanel.models import TaskClaim
 from monitoring.models import UsageSample
 from tests import docker_engines
@@ -98,7 +99,7 @@ def started(tmp_path):
 
 
 def test_each_hosts_work_runs_on_its_own_worker_and_survives_the_worker_dying(
-    broker, started, tmp_path, docker_endpoints, settings
+    broker, started, tmp_path, docker_endpoints, settings, monkeypatch
 ):
     settings.HOST_QUEUE_PREFIX = PREFIX
     settings.HOST_WORKER_TIMEOUT_SECONDS = TIMEOUT
@@ -126,9 +127,14 @@ def test_each_hosts_work_runs_on_its_own_worker_and_survives_the_worker_dying(
     wait_until(lambda: alive(one) and alive(two), what="both host workers to beat")
     assert DockerHost.objects.get(pk=one.pk).worker_name.startswith("host-engine-1@")
 
-    # 1. Each host's work runs on its own worker.
-    a, b = site_on(org, one, "a"), site_on(org, two, "b")
-    assert send("hosting.tasks.reconcile_site", str(a.pk)) == f"{PREFIX}engine-1"
+    # 1. Each host's work runs on its own worker. A change made through the web path
+    #    (converge_now) is handed to the worker too: this process cannot reach engine 1.
+    monkeypatch.setattr(
+        queue, "send", lambda task, *args, **kw: send(f"hosting.tasks.{task}", *args)
+    )
+    a = converge_now(site_on(org, one, "a"))
+    assert (a.reconcile_status, a.observed_state) == ("converged", "running"), a.reconcile_error
+    b = site_on(org, two, "b")
     assert send("hosting.tasks.reconcile_site", str(b.pk)) == f"{PREFIX}engine-2"
     wait_until(
         lambda: observed(a) == observed(b) == ObservedState.RUNNING,
