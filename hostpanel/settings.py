@@ -372,6 +372,7 @@ CELERY_BEAT_SCHEDULE = {
     "health-checks": _every(HEALTH_INTERVAL, "monitoring.tasks.run_health_checks"),
     "measure-disk": _every(300, "monitoring.tasks.measure_disk"),
     "enforce-limits": _every(300, "monitoring.tasks.enforce_limits"),
+    "rollup-hourly": _every(300, "monitoring.tasks.rollup_recent_hours"),
     "rollup-daily": _every(3600, "monitoring.tasks.rollup_recent_days"),
     "retention": _every(6 * 3600, "monitoring.tasks.apply_retention"),
     "usage-partitions": _every(6 * 3600, "monitoring.tasks.ensure_usage_partitions"),

@@ -11,6 +11,7 @@ from hostpanel.admin_kit import ReadOnlyAdmin
 from monitoring.models import (
     DailyUsage,
     HealthCheck,
+    HourlyUsage,
     LimitBreach,
     SiteHealth,
     UsageSample,
@@ -53,6 +54,31 @@ class DailyUsageAdmin(ReadOnlyAdmin):
     date_hierarchy = "date"
     search_fields = ("site__slug", "organization__slug")
     list_filter = ("organization",)
+
+
+@admin.register(HourlyUsage)
+class HourlyUsageAdmin(ReadOnlyAdmin):
+    list_display = (
+        "site",
+        "hour",
+        "avg_cpu_percent",
+        "max_cpu_percent",
+        "memory_mb",
+        "bandwidth_kb",
+        "samples",
+    )
+    list_select_related = ("site__organization",)
+    date_hierarchy = "hour"
+    search_fields = ("site__slug", "organization__slug")
+    list_filter = ("organization",)
+
+    @admin.display(description="memory (MiB)", ordering="avg_memory_bytes")
+    def memory_mb(self, obj):
+        return round(obj.avg_memory_bytes / MB, 1)
+
+    @admin.display(description="bandwidth (KiB)", ordering="bandwidth_bytes")
+    def bandwidth_kb(self, obj):
+        return round(obj.bandwidth_bytes / 1024, 1)
 
 
 @admin.register(HealthCheck)

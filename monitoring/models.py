@@ -136,6 +136,46 @@ class DailyUsage(models.Model):
         return f"{self.site_id} on {self.date}"
 
 
+class HourlyUsage(models.Model):
+    """A site's usage for one UTC hour, rolled up from its samples (monitoring/hourly.py) so
+    the usage API's hourly series reads 720 rows for 30 days, not 86,400 samples. Kept as
+    long as the raw samples."""
+
+    id = models.BigAutoField(primary_key=True)
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
+    site = models.ForeignKey("hosting.Site", on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField(help_text="Start of the UTC hour.")
+    avg_cpu_percent = models.FloatField(null=True, help_text="Empty when no sample had a rate.")
+    max_cpu_percent = models.FloatField(null=True)
+    avg_memory_bytes = models.FloatField()
+    max_memory_bytes = models.PositiveBigIntegerField()
+    bandwidth_bytes = models.PositiveBigIntegerField()
+    samples = models.PositiveIntegerField()
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    objects = TenantQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-hour"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "hour"], name="monitoring_hourly_site_hour")
+        ]
+        indexes = [models.Index(fields=["hour"], name="hourly_hour_idx")]  # retention
+
+    def __str__(self) -> str:
+        return f"{self.site_id} at {self.hour:%Y-%m-%d %H}:00"
+
+
+class RollupMark(models.Model):
+    """How far a rollup has gone: every hour before `through` is rolled up."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    through = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} through {self.through:%Y-%m-%d %H:%M}"
+
+
 class HealthStatus(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     HEALTHY = "healthy", "Healthy"

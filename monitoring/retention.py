@@ -1,4 +1,5 @@
-"""Retention (seed 002): raw samples 30 days, daily rows a year, audit a year — configurable.
+"""Retention (seed 002): raw samples 30 days (their hourly rollups too), daily rows a year,
+audit a year — configurable.
 
 On PostgreSQL raw samples are partitioned by month (monitoring/partitions.py): a month whose
 rows are all past the cutoff is dropped whole.
@@ -19,7 +20,7 @@ from django.utils import timezone
 from audit.models import AuditLog
 from hostpanel.batch import delete_in_batches
 from monitoring import partitions
-from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, HourlyUsage, TrafficSample, UsageSample
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,9 @@ def apply_retention() -> dict:
         "usage_partitions_dropped": len(dropped),
         "usage_samples": delete_in_batches(
             UsageSample, "timestamp", now - settings.USAGE_RETENTION_DAYS * days, BATCH_SIZE
+        ),
+        "hourly_usage": delete_in_batches(
+            HourlyUsage, "hour", now - settings.USAGE_RETENTION_DAYS * days, BATCH_SIZE
         ),
         "traffic_samples": delete_in_batches(
             TrafficSample, "timestamp", now - settings.USAGE_RETENTION_DAYS * days, BATCH_SIZE

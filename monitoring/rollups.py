@@ -26,7 +26,7 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def _columns(model, *names: str) -> dict[str, str]:
+def quoted_columns(model, *names: str) -> dict[str, str]:
     """Quoted column names of the model's fields (FKs as their `_id` columns)."""
     quote = connection.ops.quote_name
     return {name: quote(model._meta.get_field(name).column) for name in names}
@@ -40,7 +40,7 @@ def rollup_sql() -> str:
     daily = quote(DailyUsage._meta.db_table)
     usage = quote(UsageSample._meta.db_table)
     checks = quote(HealthCheck._meta.db_table)
-    d = _columns(
+    d = quoted_columns(
         DailyUsage,
         "organization",
         "site",
@@ -56,7 +56,7 @@ def rollup_sql() -> str:
         "samples",
         "computed_at",
     )
-    u = _columns(
+    u = quoted_columns(
         UsageSample,
         "organization",
         "site",
@@ -65,9 +65,9 @@ def rollup_sql() -> str:
         "memory_bytes",
         "bandwidth_bytes",
     )
-    h = _columns(HealthCheck, "site", "timestamp", "ok", "response_time_ms")
+    h = quoted_columns(HealthCheck, "site", "timestamp", "ok", "response_time_ms")
     traffic = quote(TrafficSample._meta.db_table)
-    t = _columns(TrafficSample, "site", "timestamp", "requests", "response_time_avg_ms")
+    t = quoted_columns(TrafficSample, "site", "timestamp", "requests", "response_time_avg_ms")
     updated = [name for name in d if name not in ("site", "date")]
     # Floats are aggregated as floats (PostgreSQL would otherwise sum bigints as numeric).
     return f"""

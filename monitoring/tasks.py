@@ -14,7 +14,7 @@ from hosting.docker import TRANSIENT_ERRORS
 from hosting.models import DockerHost, HostStatus
 from hostpanel.claims import claim
 from hostpanel.retry import backoff
-from monitoring import collectors, health, limits, partitions, retention, rollups, traffic
+from monitoring import collectors, health, hourly, limits, partitions, retention, rollups, traffic
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,17 @@ def rollup_recent_days() -> int:
             return 0
         today = timezone.now().date()
         return rollups.rollup_day(today - timedelta(days=1)) + rollups.rollup_day(today)
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def rollup_recent_hours() -> int:
+    """Roll the hours that just ended into HourlyUsage (and the last two again)."""
+    with claim(
+        "monitoring.rollup_recent_hours",
+        ttl=timedelta(minutes=30),
+        min_interval=timedelta(minutes=4),
+    ) as mine:
+        return hourly.rollup_recent() if mine else 0
 
 
 @shared_task(acks_late=True, ignore_result=True)

@@ -1,8 +1,10 @@
 """The queries behind the usage API: one site's series, and an organization's daily rows.
 
-Each series is one query whatever its length: raw points straight from UsageSample, hourly
-points aggregated by the database (GROUP BY the truncated hour), daily points from the
-DailyUsage rollups. Memory and bandwidth are reported in MB of 2**20 bytes, like the limits.
+Each series is a fixed number of queries whatever its length: raw points straight from
+UsageSample, hourly points from the HourlyUsage rollups (monitoring/hourly.py) with the
+hours they do not hold yet aggregated by the database (GROUP BY the truncated hour), daily
+points from the DailyUsage rollups. Memory and bandwidth are reported in MB of 2**20 bytes,
+like the limits.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Avg, Count, F, Max, Sum
+from django.db.models import Avg, Count, F, Max, Q, Sum
 from django.db.models.functions import TruncHour
 
 from accounts.models import Organization
 from hosting.models import Site
-from monitoring.models import DailyUsage, TrafficSample, UsageSample
+from monitoring import hourly
+from monitoring.models import DailyUsage, HourlyUsage, TrafficSample, UsageSample
 
 MB = float(2**20)
 RAW, HOUR, DAY = "raw", "hour", "day"
@@ -58,7 +61,7 @@ def _mb(value: float | int | None) -> float | None:
 
 
 def series(site: Site, start: datetime, end: datetime, resolution: str) -> list[dict[str, Any]]:
-    """Points of [start, end) at the resolution, oldest first (one query)."""
+    """Points of [start, end) at the resolution, oldest first."""
     if resolution == RAW:
         return _raw(site, start, end)
     if resolution == HOUR:
@@ -89,8 +92,39 @@ def _raw(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
 
 
 def _hourly(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Whole hours already rolled up come from HourlyUsage; the partial hours at either end
+    and the hours after the rollup's mark are aggregated from the samples."""
+    whole_from = hourly.ceil_hour(start)
+    whole_to = min(hourly.floor_hour(end), hourly.rolled_through() or whole_from)
+    if whole_to <= whole_from:
+        return _hourly_from_samples(site, Q(timestamp__gte=start, timestamp__lt=end))
+    rolled = (
+        HourlyUsage.objects.filter(site=site, hour__gte=whole_from, hour__lt=whole_to)
+        .order_by("hour")
+        .values_list(
+            "hour",
+            "avg_cpu_percent",
+            "max_cpu_percent",
+            "avg_memory_bytes",
+            "max_memory_bytes",
+            "bandwidth_bytes",
+            "samples",
+        )
+    )
+    points = [
+        _hour_point(hour, cpu, cpu_max, memory, memory_max, bandwidth, samples)
+        for hour, cpu, cpu_max, memory, memory_max, bandwidth, samples in rolled
+    ]
+    edges = Q(timestamp__gte=start, timestamp__lt=whole_from) | Q(
+        timestamp__gte=whole_to, timestamp__lt=end
+    )
+    points += _hourly_from_samples(site, edges)
+    return sorted(points, key=lambda point: point["t"])
+
+
+def _hourly_from_samples(site: Site, when: Q) -> list[dict[str, Any]]:
     rows = (
-        UsageSample.objects.filter(site=site, timestamp__gte=start, timestamp__lt=end)
+        UsageSample.objects.filter(when, site=site)
         .annotate(hour=TruncHour("timestamp", tzinfo=UTC))
         .values("hour")
         .annotate(
@@ -104,17 +138,29 @@ def _hourly(site: Site, start: datetime, end: datetime) -> list[dict[str, Any]]:
         .order_by("hour")
     )
     return [
-        {
-            "t": iso(row["hour"]),
-            "cpu_percent": _round(row["cpu"]),
-            "cpu_percent_max": _round(row["cpu_max"]),
-            "memory_mb": _mb(row["memory"]),
-            "memory_mb_max": _mb(row["memory_max"]),
-            "bandwidth_mb": _mb(row["bandwidth"] or 0),
-            "samples": row["samples"],
-        }
+        _hour_point(
+            row["hour"],
+            row["cpu"],
+            row["cpu_max"],
+            row["memory"],
+            row["memory_max"],
+            row["bandwidth"],
+            row["samples"],
+        )
         for row in rows
     ]
+
+
+def _hour_point(hour, cpu, cpu_max, memory, memory_max, bandwidth, samples) -> dict[str, Any]:
+    return {
+        "t": iso(hour),
+        "cpu_percent": _round(cpu),
+        "cpu_percent_max": _round(cpu_max),
+        "memory_mb": _mb(memory),
+        "memory_mb_max": _mb(memory_max),
+        "bandwidth_mb": _mb(bandwidth or 0),
+        "samples": samples,
+    }
 
 
 def day_span(start: datetime, end: datetime) -> tuple[date, date]:

@@ -14,6 +14,7 @@ from hostpanel.models import TaskClaim
 from monitoring.models import (
     DailyUsage,
     HealthCheck,
+    HourlyUsage,
     LimitBreach,
     SiteHealth,
     UsageSample,
@@ -21,7 +22,7 @@ from monitoring.models import (
 from tests.factories import make_org, make_user
 from tests.hosting.factories import make_site
 
-MODELS = [UsageSample, DailyUsage, HealthCheck, SiteHealth, LimitBreach, TaskClaim]
+MODELS = [UsageSample, DailyUsage, HourlyUsage, HealthCheck, SiteHealth, LimitBreach, TaskClaim]
 
 
 @pytest.fixture
@@ -48,6 +49,14 @@ def rows(db):
             **scoped, docker_id="c0ffee", cpu_percent=12.5, memory_bytes=64 * 2**20
         ),
         DailyUsage: DailyUsage.objects.create(**scoped, date=date(2025, 3, 1), samples=10),
+        HourlyUsage: HourlyUsage.objects.create(
+            **scoped,
+            hour=now.replace(minute=0, second=0, microsecond=0),
+            avg_memory_bytes=64 * 2**20,
+            max_memory_bytes=65 * 2**20,
+            bandwidth_bytes=2048,
+            samples=120,
+        ),
         HealthCheck: HealthCheck.objects.create(
             **scoped, ok=False, status_code=502, error="bad gateway"
         ),

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.models import AuditLog
 from monitoring import retention
-from monitoring.models import DailyUsage, HealthCheck, TrafficSample, UsageSample
+from monitoring.models import DailyUsage, HealthCheck, HourlyUsage, TrafficSample, UsageSample
 from tests.hosting.factories import make_site
 
 
@@ -75,6 +75,21 @@ def daily(site, days_ago):
     )
 
 
+def hours(site, when, n):
+    return HourlyUsage.objects.bulk_create(
+        HourlyUsage(
+            organization_id=site.organization_id,
+            site=site,
+            hour=when.replace(minute=0, second=0, microsecond=0) - timedelta(hours=i),
+            avg_memory_bytes=1,
+            max_memory_bytes=1,
+            bandwidth_bytes=0,
+            samples=1,
+        )
+        for i in range(n)
+    )
+
+
 def audit_rows(when, n):
     return [AuditLog.objects.create(action="site.update", timestamp=when) for _ in range(n)]
 
@@ -93,6 +108,8 @@ def test_only_old_rows_are_deleted(periods, site):
     new_checks = checks(site, now - timedelta(days=13), 2)
     traffic(site, now - timedelta(days=30, minutes=1), 3)  # requests: kept as long as samples
     new_traffic = traffic(site, now - timedelta(days=29, hours=23), 1)
+    hours(site, now - timedelta(days=30, hours=1), 2)  # hourly rollups: as long as samples
+    new_hours = hours(site, now - timedelta(days=29, hours=22), 1)
     daily(site, [366, 400])  # past a year
     kept_daily = daily(site, [365, 364, 0])
     old_audit = audit_rows(now - timedelta(days=366), 2)
@@ -104,6 +121,7 @@ def test_only_old_rows_are_deleted(periods, site):
     assert result == {
         "usage_partitions_dropped": 0,
         "usage_samples": 4,
+        "hourly_usage": 2,
         "traffic_samples": 3,
         "health_checks": 2,
         "daily_usage": 2,
@@ -111,6 +129,7 @@ def test_only_old_rows_are_deleted(periods, site):
     }
     assert set(UsageSample.objects.values_list("pk", flat=True)) == {s.pk for s in new_samples}
     assert set(TrafficSample.objects.values_list("pk", flat=True)) == {t.pk for t in new_traffic}
+    assert set(HourlyUsage.objects.values_list("pk", flat=True)) == {h.pk for h in new_hours}
     assert set(HealthCheck.objects.values_list("pk", flat=True)) == {c.pk for c in new_checks}
     assert set(DailyUsage.objects.values_list("pk", flat=True)) == {d.pk for d in kept_daily}
     assert not AuditLog.objects.filter(pk__in=[a.pk for a in old_audit]).exists()
@@ -149,6 +168,7 @@ def test_deletes_in_batches(periods, site, monkeypatch):
     assert result == {
         "usage_partitions_dropped": 0,
         "usage_samples": 7,
+        "hourly_usage": 0,
         "traffic_samples": 0,
         "health_checks": 6,
         "daily_usage": 1,
@@ -168,6 +188,7 @@ def test_nothing_to_delete(periods, site):
     assert result == {
         "usage_partitions_dropped": 0,
         "usage_samples": 0,
+        "hourly_usage": 0,
         "traffic_samples": 0,
         "health_checks": 0,
         "daily_usage": 0,
