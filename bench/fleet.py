@@ -16,12 +16,17 @@ Timed in each database (median of --repeat unless said):
 - tick: one collection tick, `bulk_create` of one sample per site in one transaction
   (what monitoring.collectors writes every 30 s); goal <= 1 s;
 - rollup: `monitoring.rollups.rollup_day` for the last loaded day; goal <= 60 s;
+- hourly rollup: `monitoring.hourly.rollup_hour` for the last hour before the mark (the
+  periodic run does one or two new hours and two again every 5 minutes); the loaded hours
+  are rolled before, timed as a whole ("backfill"), as a first run after the upgrade would;
 - usage API: GET .../sites/<site>/usage/?resolution=hour over 30 days for random sites,
   through the whole Django stack (session, middleware, serializer): p50 and p95 of
-  --requests; goal p95 <= 100 ms;
+  --requests; goal p95 <= 100 ms. The hourly rollups go up to the last loaded hour, which is
+  read from the samples, as the open hour is in production;
 - retention: raw samples older than the start of this month go — plain: the batched
   DELETE (monitoring.retention's way), partitioned: monitoring.partitions.drop_before then
-  the same DELETE for what is left (nothing); timed once;
+  the same DELETE for what is left (nothing); the hourly rows of those days are deleted in
+  batches in both; timed once;
 - sizes: table and index bytes of the usage samples (all partitions summed).
 
 Each variant gets its own database `bench_fleet_<variant>` on the server of --postgres-url
@@ -104,12 +109,14 @@ def report(results: dict[str, dict], args: argparse.Namespace) -> None:
     first = next(iter(results.values()))
     print(
         f"\nFleet: {args.sites} sites, {first['raw_rows']:,} raw samples "
-        f"({args.raw_days} days every {args.step} s), {first['daily_rows']:,} daily rows "
-        f"({args.daily_days} days)\n"
+        f"({args.raw_days} days every {args.step} s), {first['hourly_rows']:,} hourly rows, "
+        f"{first['daily_rows']:,} daily rows ({args.daily_days} days)\n"
     )
     rows = [
         ("tick insert (median)", "tick_s", "s", "<= 1 s"),
         ("rollup of one day", "rollup_s", "s", "<= 60 s"),
+        ("hourly rollup of an hour", "hourly_rollup_s", "s", "<= 300 s"),
+        ("hourly rollup backfill", "backfill_s", "s", ""),
         ("usage API p50", "api_p50_ms", "ms", ""),
         ("usage API p95", "api_p95_ms", "ms", "<= 100 ms"),
         ("retention (oldest day)", "retention_s", "s", ""),
@@ -230,8 +237,8 @@ def child(args: argparse.Namespace) -> None:
     from django.test import Client
 
     from hostpanel.batch import delete_in_batches
-    from monitoring import partitions, rollups
-    from monitoring.models import DailyUsage, UsageSample
+    from monitoring import hourly, partitions, rollups
+    from monitoring.models import DailyUsage, HourlyUsage, UsageSample
 
     variant = args.child
     migrate(variant)
@@ -264,6 +271,20 @@ def child(args: argparse.Namespace) -> None:
     ticks = [timed(lambda n=n: tick(last + timedelta(seconds=n))) for n in range(args.repeat)]
     rollup_s = timed(lambda: rollups.rollup_day((last - timedelta(days=1)).date()))
 
+    def backfill() -> None:
+        hour = start
+        while hour < last - hourly.HOUR:
+            hourly.rollup_hour(hour)
+            hour += hourly.HOUR
+
+    backfill_s = timed(backfill)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE monitoring_hourlyusage")
+    hourly_s = statistics.median(
+        timed(lambda: hourly.rollup_hour(last - 2 * hourly.HOUR)) for _ in range(args.repeat)
+    )
+    assert hourly.rolled_through() == last - hourly.HOUR
+
     browser = Client()
     browser.force_login(owner)
     random.seed(7)
@@ -290,10 +311,12 @@ def child(args: argparse.Namespace) -> None:
         return float(table) / 2**20, float(index) / 2**20
 
     table_mb, index_mb = sizes()
+    hourly_rows = HourlyUsage.objects.count()
 
     def retention() -> None:
         partitions.drop_before(month)
         delete_in_batches(UsageSample, "timestamp", month, 5000)
+        delete_in_batches(HourlyUsage, "hour", month, 5000)
 
     retention_s = timed(retention)
     assert not UsageSample.objects.filter(timestamp__lt=month).exists()
@@ -302,8 +325,11 @@ def child(args: argparse.Namespace) -> None:
             {
                 "raw_rows": raw_rows,
                 "daily_rows": DailyUsage.objects.count(),
+                "hourly_rows": hourly_rows,
                 "tick_s": statistics.median(ticks),
                 "rollup_s": rollup_s,
+                "hourly_rollup_s": hourly_s,
+                "backfill_s": backfill_s,
                 "api_p50_ms": latencies[len(latencies) // 2],
                 "api_p95_ms": latencies[int(len(latencies) * 0.95) - 1],
                 "retention_s": retention_s,

@@ -31,10 +31,12 @@ def test_the_fleet_benchmark_runs_plain_and_partitioned_and_prints_its_table():
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
-    assert "Fleet: 20 sites, 480 raw samples" in out, out
+    assert "Fleet: 20 sites, 480 raw samples (1 days every 3600 s), 460 hourly rows" in out, out
     for row in (
         "tick insert",
         "rollup of one day",
+        "hourly rollup of an hour",
+        "hourly rollup backfill",
         "usage API p95",
         "retention",
         "samples indexes",
