@@ -28,6 +28,10 @@ def get(port: int, host: str, path: str = "/"):
         conn.close()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_bin_run_starts_the_proxy_registers_the_engine_and_stops_cleanly(tmp_path):
     endpoint = docker_engines.endpoints()[0]
     web_port, proxy_port = docker_engines.free_port(), docker_engines.free_port()
@@ -43,7 +47,14 @@ def test_bin_run_starts_the_proxy_registers_the_engine_and_stops_cleanly(tmp_pat
     out_path = tmp_path / "run.log"
     with open(out_path, "w") as out:
         run = subprocess.Popen(
-            [str(ROOT / "bin" / "run")], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [str(ROOT / "bin" / "run")],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            # As from a terminal: a suite started in the background inherits SIGINT ignored,
+            # and bash cannot trap a signal ignored on entry.
+            preexec_fn=_default_sigint,
         )
     try:
         deadline = time.monotonic() + 120
