@@ -15,7 +15,6 @@ fails removes what it started and leaves the site where it was, serving.
 from __future__ import annotations
 
 import logging
-import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -37,7 +36,6 @@ from hosting.models import (
     ObservedState,
     Site,
 )
-from hostpanel import probe
 from hostpanel.claims import claim
 
 log = logging.getLogger(__name__)
@@ -151,17 +149,12 @@ def _ensure_image(source: DockerHost, target: DockerHost, image: str) -> None:
 
 def _wait_healthy(site: Site, target: DockerHost, container: Container) -> None:
     path = site.health_check_path or "/"
-    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    answer = None
-    while time.monotonic() < deadline:
-        answer = probe.http_get(target.address, container.port, path, timeout=2)
-        if answer.ok:
-            return
-        if answer.error == probe.REFUSED:
-            break
-        time.sleep(0.1)
-    error = answer.error if answer else "no answer"
-    raise MoveFailed(f"the new container on {target.name} did not answer {path}: {error}")
+    try:
+        runtime.wait_healthy(target, container, path)
+    except runtime.Unhealthy as exc:
+        raise MoveFailed(
+            f"the new container on {target.name} did not answer {path}: {exc}"
+        ) from exc
 
 
 def _switch(site: Site, old: DockerHost, target: DockerHost, new: Container | None) -> None:

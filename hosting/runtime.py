@@ -9,18 +9,24 @@ labelled container without a row, which the reconciler finds and removes (no dup
 from __future__ import annotations
 
 import socket
+import time
+from collections.abc import Callable
 
 from django.conf import settings
 from django.utils import timezone
 
 from hosting import docker as engine
 from hosting.models import Container, ObservedState, ResourceLimit, Site, SiteType
-from hostpanel import crypto
+from hostpanel import crypto, probe
 
 
 class NoHostAvailable(Exception):
     api_status = 503
     api_code = "no_host_available"
+
+
+class Unhealthy(Exception):
+    """A new container did not pass its health check; the message says why."""
 
 
 def site_environment(site: Site) -> dict[str, str]:
@@ -137,3 +143,43 @@ def serving_containers(site: Site):
 
 def current_container(site: Site) -> Container | None:
     return serving_containers(site).order_by("-created").first()
+
+
+def wait_healthy(
+    host, container: Container, path: str, *, before_each: Callable[[], None] = lambda: None
+) -> None:
+    """GET `path` on the new container until it answers < 400 (deployments and moves).
+
+    Raises Unhealthy after DEPLOY_HEALTH_TIMEOUT_SECONDS, at once for an address the panel
+    may not call, and as soon as the container stops (with its output). `before_each` runs
+    before every try (a deployment checks it was not cancelled).
+    """
+    if container.port is None:
+        raise Unhealthy("The new container publishes no port to check.")
+    url = f"http://{host.address}:{container.port}{path}"
+    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
+    last = "no answer"
+    pause = 0.01  # most apps listen within a few hundred ms: poll fast, then back off
+    next_state_check = 0.0
+    while time.monotonic() < deadline:
+        before_each()
+        answer = probe.http_get(host.address, container.port, path, timeout=2)
+        if answer.ok:
+            return
+        if answer.error == probe.REFUSED:
+            raise Unhealthy(f"The health check {url} is not allowed: {answer.error}.")
+        last = answer.error
+        if time.monotonic() >= next_state_check:  # a crashed app fails at once, not at the deadline
+            next_state_check = time.monotonic() + 0.25
+            state = engine.inspect(host, container.docker_id)["State"]
+            if state["Status"] != "running" or state.get("Restarting"):
+                output = engine.container_logs(host, container.docker_id)
+                raise Unhealthy(
+                    f"The new container stopped before it was healthy (exit code "
+                    f"{state.get('ExitCode')}; {last}). Its output:\n{output}"
+                )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+    raise Unhealthy(
+        f"The health check {url} failed for {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s: {last}."
+    )

@@ -35,7 +35,7 @@ from hosting.models import (
     ResourceLimit,
     Site,
 )
-from hostpanel import crypto, probe
+from hostpanel import crypto
 
 log = logging.getLogger(__name__)
 S = DeploymentStatus
@@ -148,36 +148,15 @@ def _apply_snapshot(site: Site, snapshot: dict[str, Any], actor: User | None) ->
 
 def _wait_healthy(site: Site, container: Container, deployment: Deployment) -> None:
     """GET the health path of the new container until it answers < 400, or give up."""
-    if container.port is None:
-        raise builds.BuildFailed("The new container publishes no port to check.")
-    path = site.health_check_path or "/"
-    url = f"http://{site.host.address}:{container.port}{path}"
-    deadline = time.monotonic() + settings.DEPLOY_HEALTH_TIMEOUT_SECONDS
-    last = "no answer"
-    pause = 0.01  # most apps listen within a few hundred ms: poll fast, then back off
-    next_state_check = 0.0
-    while time.monotonic() < deadline:
-        _checkpoint(deployment)
-        answer = probe.http_get(site.host.address, container.port, path, timeout=2)
-        if answer.ok:
-            return
-        if answer.error == probe.REFUSED:
-            raise builds.BuildFailed(f"The health check {url} is not allowed: {answer.error}.")
-        last = answer.error
-        if time.monotonic() >= next_state_check:  # a crashed app fails at once, not at the deadline
-            next_state_check = time.monotonic() + 0.25
-            state = engine.inspect(site.host, container.docker_id)["State"]
-            if state["Status"] != "running" or state.get("Restarting"):
-                output = engine.container_logs(site.host, container.docker_id)
-                raise builds.BuildFailed(
-                    f"The new container stopped before it was healthy (exit code "
-                    f"{state.get('ExitCode')}; {last}). Its output:\n{output}"
-                )
-        time.sleep(pause)
-        pause = min(pause * 2, 0.5)
-    raise builds.BuildFailed(
-        f"The health check {url} failed for {settings.DEPLOY_HEALTH_TIMEOUT_SECONDS}s: {last}."
-    )
+    try:
+        runtime.wait_healthy(
+            site.host,
+            container,
+            site.health_check_path or "/",
+            before_each=lambda: _checkpoint(deployment),
+        )
+    except runtime.Unhealthy as exc:
+        raise builds.BuildFailed(str(exc)) from exc
 
 
 def execute(deployment_id, worker: str = "") -> str:
